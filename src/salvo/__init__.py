@@ -1,0 +1,99 @@
+"""salvo: fire LLM calls in parallel and keep only what you need.
+
+Many prompts to one model (:func:`abatch_completion`), one prompt to many models, the fastest
+winning with the losers closed at once (:func:`arace`), or all of them (:func:`agather_all`).
+"""
+
+from ._api import abatch_completion as abatch_completion
+from ._api import acompletion as acompletion
+from ._api import aembedding as aembedding
+from ._api import agather_all as agather_all
+from ._api import arace as arace
+from ._client import Client as Client
+from ._client import ClientStatistics as ClientStatistics
+from ._config import Config as Config
+from ._config import load_config as load_config
+from ._errors import AllModelsFailedError as AllModelsFailedError
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import BadRequestError as BadRequestError
+from ._errors import ConfigError as ConfigError
+from ._errors import ConflictError as ConflictError
+from ._errors import ConnectionError as ConnectionError
+from ._errors import NotFoundError as NotFoundError
+from ._errors import PermissionDeniedError as PermissionDeniedError
+from ._errors import ProviderError as ProviderError
+from ._errors import RateLimitError as RateLimitError
+from ._errors import ResponseDecodeError as ResponseDecodeError
+from ._errors import SalvoError as SalvoError
+from ._errors import ServerError as ServerError
+from ._errors import StreamError as StreamError
+from ._errors import TimeoutError as TimeoutError
+from ._errors import TransportError as TransportError
+from ._limits import LimitSpec as LimitSpec
+from ._retry import RetryPolicy as RetryPolicy
+from ._stream import CompletionStream as CompletionStream
+from ._sync import batch_completion as batch_completion
+from ._sync import batch_completion_models as batch_completion_models
+from ._sync import batch_completion_models_all_responses as batch_completion_models_all_responses
+from ._sync import completion as completion
+from ._sync import embedding as embedding
+from ._types import ChatCompletionChunk as ChatCompletionChunk
+from ._types import Choice as Choice
+from ._types import ChunkChoice as ChunkChoice
+from ._types import Delta as Delta
+from ._types import Embedding as Embedding
+from ._types import EmbeddingResponse as EmbeddingResponse
+from ._types import Message as Message
+from ._types import ModelResponse as ModelResponse
+from ._types import ToolCall as ToolCall
+from ._types import Usage as Usage
+from .providers import providers as providers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllModelsFailedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatCompletionChunk",
+    "Choice",
+    "ChunkChoice",
+    "Client",
+    "ClientStatistics",
+    "CompletionStream",
+    "Config",
+    "ConfigError",
+    "ConflictError",
+    "ConnectionError",
+    "Delta",
+    "Embedding",
+    "EmbeddingResponse",
+    "LimitSpec",
+    "Message",
+    "ModelResponse",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryPolicy",
+    "SalvoError",
+    "ServerError",
+    "StreamError",
+    "TimeoutError",
+    "ToolCall",
+    "TransportError",
+    "Usage",
+    "abatch_completion",
+    "acompletion",
+    "aembedding",
+    "agather_all",
+    "arace",
+    "batch_completion",
+    "batch_completion_models",
+    "batch_completion_models_all_responses",
+    "completion",
+    "embedding",
+    "load_config",
+    "providers",
+]

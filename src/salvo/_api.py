@@ -1,0 +1,113 @@
+"""The module-level functions, served by one default Client per event loop.
+
+The default client is closed when its loop shuts down: it registers a tiny async generator
+with the loop, and ``asyncio.run`` (like every well-behaved runner) finalizes async generators
+before closing the loop, which closes the client's session. At interpreter exit, any default
+client whose loop was left open is closed too. No "Unclosed client session" warnings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import weakref
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from typing import Any
+
+from ._client import Client
+from ._fanout import Result
+from ._types import EmbeddingResponse
+
+__all__ = [
+    "abatch_completion",
+    "acompletion",
+    "aembedding",
+    "agather_all",
+    "arace",
+    "default_client",
+]
+
+_DEFAULTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
+    weakref.WeakKeyDictionary()
+)
+_KEEPERS: dict[int, AsyncGenerator[None, None]] = {}
+
+
+async def _keeper(client: Client) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        _KEEPERS.pop(id(client), None)
+        await client.aclose()
+
+
+async def default_client() -> Client:
+    """The Client the module-level functions use on the running loop."""
+    loop = asyncio.get_running_loop()
+    client = _DEFAULTS.get(loop)
+    if client is not None and not client.closed:
+        return client
+    client = Client()
+    _DEFAULTS[loop] = client
+    keeper = _keeper(client)
+    await keeper.__anext__()  # the loop now tracks it and finalizes it at shutdown
+    _KEEPERS[id(client)] = keeper
+    return client
+
+
+async def acompletion(
+    model: str, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any
+) -> Any:
+    """One chat completion (a ModelResponse), or with ``stream=True`` a CompletionStream."""
+    client = await default_client()
+    return await client.acompletion(model, messages, stream=stream, **params)
+
+
+async def aembedding(model: str, input: Any, **params: Any) -> EmbeddingResponse:
+    """Embeddings for a string or a list of strings."""
+    client = await default_client()
+    return await client.aembedding(model, input, **params)
+
+
+async def abatch_completion(
+    model: str,
+    list_of_messages: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    max_concurrency: int | None = None,
+    on_result: Callable[[int, Result], None] | None = None,
+    **params: Any,
+) -> list[Result]:
+    """Many prompts to one model; results (or errors) in input order."""
+    client = await default_client()
+    return await client.abatch_completion(
+        model, list_of_messages, max_concurrency=max_concurrency, on_result=on_result, **params
+    )
+
+
+async def arace(
+    models: str | Sequence[str],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: bool = False,
+    **params: Any,
+) -> Any:
+    """The fastest successful answer among ``models``; the losers are closed at once."""
+    client = await default_client()
+    return await client.arace(models, messages, stream=stream, **params)
+
+
+async def agather_all(
+    models: str | Sequence[str], messages: Sequence[Mapping[str, Any]], **params: Any
+) -> list[Result]:
+    """Every model's answer (or error), in models order."""
+    client = await default_client()
+    return await client.agather_all(models, messages, **params)
+
+
+@atexit.register
+def _close_leftovers() -> None:
+    for loop, client in list(_DEFAULTS.items()):
+        if client.closed:
+            continue
+        if not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(client.aclose())

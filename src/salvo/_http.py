@@ -1,0 +1,166 @@
+"""The network edge: the aiohttp session, SSE framing, and the one place where aiohttp's
+exceptions become salvo's.
+
+SSE framing follows the WHATWG rules (protocols.md 0.2): lines end at ``\\n``, ``\\r\\n`` or a
+lone ``\\r``; ``:`` starts a comment; one leading space is stripped from a value; several
+``data:`` lines join with ``\\n``; a blank line dispatches; a pending event is flushed at EOF.
+Only the unfinished tail of the previous read is kept, so a long stream is never re-split.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, NamedTuple
+
+from ._errors import ConnectionError, TimeoutError, TransportError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "SSEDecoder",
+    "SSEEvent",
+    "is_transport_error",
+    "new_session",
+    "translate_transport_error",
+]
+
+
+class SSEEvent(NamedTuple):
+    event: str | None
+    data: bytes
+
+
+class SSEDecoder:
+    """Incremental SSE decoder: ``feed(bytes) -> list[SSEEvent]``, then ``flush()`` at EOF."""
+
+    __slots__ = ("_data", "_event", "_has_data", "_pending_cr", "_tail")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._pending_cr = False
+        self._event: str | None = None
+        self._data: list[bytes] = []
+        self._has_data = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._pending_cr:
+            self._pending_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._pending_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            self._tail += chunk
+            return []
+        if self._tail:
+            chunk = self._tail + chunk
+        lines = chunk.split(b"\n")
+        self._tail = lines.pop()
+        out: list[SSEEvent] = []
+        for line in lines:
+            if line:
+                self._line(line)
+            elif self._has_data or self._event is not None:
+                out.append(self._dispatch())
+        return out
+
+    def flush(self) -> list[SSEEvent]:
+        """Events still pending at EOF (a last line without its newline, no blank line)."""
+        if self._tail:
+            self._line(self._tail)
+            self._tail = b""
+        if self._has_data or self._event is not None:
+            return [self._dispatch()]
+        return []
+
+    def _dispatch(self) -> SSEEvent:
+        data = self._data
+        ev = SSEEvent(self._event, data[0] if len(data) == 1 else b"\n".join(data))
+        self._event = None
+        self._data = []
+        self._has_data = False
+        return ev
+
+    def _line(self, line: bytes) -> None:
+        if line[:5] == b"data:":
+            value = line[5:]
+            if value[:1] == b" ":
+                value = value[1:]
+            self._data.append(value)
+            self._has_data = True
+            return
+        if line[:1] == b":":
+            return
+        field, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if field == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif field == b"data":  # "data" with no colon: an empty data line
+            self._data.append(b"")
+            self._has_data = True
+        # "id", "retry" and unknown fields are ignored.
+
+
+def new_session(*, connect_timeout: float | None = 10.0) -> aiohttp.ClientSession:
+    """One pooled session for a Client: no cookie jar, no per-host cap (limiters cap).
+
+    aiohttp is imported here, on first use, not when salvo is imported: it is most of the
+    import time of a program that only configures salvo."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+        auto_decompress=True,
+    )
+
+
+def translate_transport_error(
+    exc: BaseException, *, provider: str, model: str, url: str
+) -> TransportError:
+    """The salvo error for an aiohttp or socket failure (the only place that maps them)."""
+    import aiohttp
+
+    err: TransportError
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = ConnectionError(
+            f"Could not connect to {provider} at {url} for model {model!r}: {exc.os_error}. "
+            "Check api_base and that the server is running."
+        )
+    elif isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        err = TimeoutError(
+            f"{provider} did not answer in time for model {model!r} ({url}); "
+            "raise timeout=... if the model is slow."
+        )
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        err = ConnectionError(
+            f"{provider} closed the connection before the response for model {model!r} "
+            "was complete; salvo retries this."
+        )
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        err = ConnectionError(
+            f"The response body from {provider} for model {model!r} was cut off: {exc}."
+        )
+    elif isinstance(exc, aiohttp.ClientError | OSError):
+        err = ConnectionError(f"The connection to {provider} for model {model!r} failed: {exc!r}.")
+    else:  # pragma: no cover - callers only pass the types above
+        err = TransportError(f"{provider} request for model {model!r} failed: {exc!r}.")
+    err.provider, err.model = provider, model
+    return err
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """True for the exceptions :func:`translate_transport_error` handles (aiohttp's client
+    errors, socket errors, aiohttp's read timeouts) and never for salvo's own errors."""
+    if isinstance(exc, TransportError):
+        return False
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return True
+    import aiohttp
+
+    return isinstance(exc, aiohttp.ClientError)

@@ -1,0 +1,246 @@
+"""CompletionStream: an async iterator of chunks that owns its HTTP response.
+
+Leaving ``async with``, calling ``aclose()``, breaking out and closing, or cancelling the task
+that iterates closes the response at once (``close()``: the connection is dropped, never
+returned to the pool half-read). A stream that reaches its terminator releases the connection
+for reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ._errors import StreamError, TimeoutError
+from ._http import SSEDecoder, SSEEvent, is_transport_error, translate_transport_error
+from ._types import (
+    ChatCompletionChunk,
+    Choice,
+    Message,
+    ModelResponse,
+    ToolCall,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .providers import Endpoint, StreamParser
+
+__all__ = ["CompletionStream"]
+
+
+class CompletionStream:
+    """Chunks of one streamed completion, in the OpenAI chunk shape.
+
+    ``model`` is the model string the caller asked for (useful after a race), ``provider``
+    the provider that served it.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_decoder",
+        "_ends_at_eof",
+        "_ep",
+        "_idle_timeout",
+        "_loop",
+        "_parser",
+        "_pending",
+        "_resp",
+        "_started",
+        "_url",
+        "chunks_received",
+        "model",
+        "provider",
+    )
+
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        parser: StreamParser,
+        *,
+        endpoint: Endpoint,
+        model: str,
+        started: float,
+        ends_at_eof: bool,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self._resp = resp
+        self._parser = parser
+        self._decoder = SSEDecoder()
+        self._pending: deque[ChatCompletionChunk] = deque()
+        self._closed = False
+        self._ends_at_eof = ends_at_eof
+        self._ep = endpoint
+        self._url = str(resp.url)
+        self._idle_timeout = idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._started = started
+        self.model = model
+        self.provider = endpoint.provider
+        self.chunks_received = 0
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def __aiter__(self) -> CompletionStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        pending = self._pending
+        while not pending:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._read()
+        return pending.popleft()
+
+    async def _prime(self) -> None:
+        """Read until the first chunk is buffered (or the stream ended)."""
+        while not self._pending and not self._closed:
+            await self._read()
+
+    async def _read(self) -> None:
+        resp = self._resp
+        try:
+            if self._idle_timeout is None:
+                data = await resp.content.readany()
+            else:
+                async with asyncio.timeout(self._idle_timeout):
+                    data = await resp.content.readany()
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except BaseException as exc:
+            self._abort()
+            if not is_transport_error(exc):
+                raise
+            if isinstance(exc, asyncio.TimeoutError) and self._idle_timeout is not None:
+                raise self._idle_error() from None
+            raise translate_transport_error(
+                exc, provider=self._ep.provider, model=self._ep.model, url=self._url
+            ) from None
+        if data:
+            events = self._decoder.feed(data)
+        else:
+            events = self._decoder.flush()
+        if events:
+            self._handle(events)
+        if not data and not self._closed:
+            if self._parser.done or self._ends_at_eof:
+                self._finish()
+            else:
+                self._abort()
+                err = StreamError(
+                    f"The {self._ep.provider} stream for model {self._ep.model!r} ended "
+                    "without its terminator; the answer may be incomplete."
+                )
+                err.provider, err.model = self._ep.provider, self._ep.model
+                raise err
+
+    def _handle(self, events: list[SSEEvent]) -> None:
+        parser = self._parser
+        now = self._loop.time() - self._started
+        try:
+            for event, data in events:
+                chunk = parser.feed(event, data)
+                if chunk is not None:
+                    chunk.latency_s = now
+                    self._pending.append(chunk)
+                    self.chunks_received += 1
+                if parser.done:
+                    self._finish()
+                    return
+        except BaseException:
+            self._abort()
+            raise
+
+    def _idle_error(self) -> TimeoutError:
+        err = TimeoutError(
+            f"The {self._ep.provider} stream for model {self._ep.model!r} sent nothing for "
+            f"{self._idle_timeout} s; raise stream_idle_timeout=... if the model is slow."
+        )
+        err.provider, err.model = self._ep.provider, self._ep.model
+        return err
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._resp.release()
+
+    def _abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._resp.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the HTTP stream now (the connection is dropped if the stream was unfinished)."""
+        self._abort()
+
+    async def __aenter__(self) -> CompletionStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._abort()
+
+    # -- conveniences -------------------------------------------------------------------------
+
+    async def collect(self) -> ModelResponse:
+        """Consume the rest of the stream and assemble it into one ModelResponse."""
+        texts: dict[int, list[str]] = {}
+        finish: dict[int, str | None] = {}
+        tools: dict[int, dict[int, ToolCall]] = {}
+        first: ChatCompletionChunk | None = None
+        usage: Usage | None = None
+        async with self:
+            async for chunk in self:
+                first = first or chunk
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for c in chunk.choices:
+                    d = c.delta
+                    if d.content:
+                        texts.setdefault(c.index, []).append(d.content)
+                    if c.finish_reason is not None:
+                        finish[c.index] = c.finish_reason
+                    for tc in d.tool_calls or ():
+                        slot = tools.setdefault(c.index, {})
+                        call = slot.get(tc.index)
+                        if call is None:
+                            call = slot[tc.index] = ToolCall(id=tc.id or "")
+                        fn = tc.function
+                        if fn is not None:
+                            call.function.name += fn.name or ""
+                            call.function.arguments += fn.arguments or ""
+        indexes = sorted(set(texts) | set(finish) | set(tools)) or [0]
+        choices = [
+            Choice(
+                index=i,
+                message=Message(
+                    content="".join(texts[i]) if i in texts else None,
+                    tool_calls=[tools[i][k] for k in sorted(tools[i])] if i in tools else None,
+                ),
+                finish_reason=finish.get(i),
+            )
+            for i in indexes
+        ]
+        return ModelResponse(
+            id=first.id if first else "",
+            created=first.created if first else 0,
+            model=first.model if first else self._ep.model,
+            choices=choices,
+            usage=usage,
+            provider=self.provider,
+            latency_s=self._loop.time() - self._started,
+        )

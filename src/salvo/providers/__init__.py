@@ -1,0 +1,144 @@
+"""The provider table: one row per provider, OpenAI-compatible hosts as plain data rows.
+
+A row says where the provider lives (base URL and the variable that overrides it), which
+variable holds its key, which bare model-name prefixes resolve to it, and what it can do.
+"""
+
+from __future__ import annotations
+
+from ._base import (
+    Adapter,
+    Capabilities,
+    Endpoint,
+    HTTPRequest,
+    ProviderInfo,
+    StreamParser,
+)
+from .openai import OpenAIAdapter
+
+__all__ = [
+    "PROVIDERS",
+    "Adapter",
+    "Capabilities",
+    "Endpoint",
+    "HTTPRequest",
+    "ProviderInfo",
+    "StreamParser",
+    "get_provider",
+    "providers",
+    "register_provider",
+]
+
+_CHAT = Capabilities(streaming=True, tools=True, embeddings=False)
+_CHAT_EMBED = Capabilities(streaming=True, tools=True, embeddings=True)
+
+
+def _compat(
+    name: str,
+    base_url: str,
+    key_env: str | None,
+    *,
+    key_required: bool = True,
+    caps: Capabilities = _CHAT,
+    finish_reasons: dict[str, str] | None = None,
+    notes: str = "",
+) -> ProviderInfo:
+    return ProviderInfo(
+        name=name,
+        adapter=OpenAIAdapter(name, key_env=key_env, finish_reasons=finish_reasons),
+        base_url=base_url,
+        key_env=key_env,
+        base_env=f"{name.upper()}_API_BASE",
+        key_required=key_required,
+        capabilities=caps,
+        finish_reasons=finish_reasons or {},
+        notes=notes,
+    )
+
+
+PROVIDERS: dict[str, ProviderInfo] = {}
+
+
+def register_provider(info: ProviderInfo) -> None:
+    """Add or replace a row of the provider table."""
+    PROVIDERS[info.name] = info
+
+
+for _row in (
+    ProviderInfo(
+        name="openai",
+        adapter=OpenAIAdapter("openai"),
+        base_url="https://api.openai.com/v1",
+        key_env="OPENAI_API_KEY",
+        base_env="OPENAI_BASE_URL",
+        prefixes=("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-"),
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True),
+    ),
+    _compat("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    _compat(
+        "together",
+        "https://api.together.xyz/v1",
+        "TOGETHER_API_KEY",
+        caps=_CHAT_EMBED,
+        finish_reasons={"eos": "stop", "eos_token": "stop"},
+    ),
+    _compat(
+        "fireworks",
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_KEY",
+        caps=_CHAT_EMBED,
+        notes="model ids like accounts/fireworks/models/<name>",
+    ),
+    _compat("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    _compat(
+        "mistral",
+        "https://api.mistral.ai/v1",
+        "MISTRAL_API_KEY",
+        caps=_CHAT_EMBED,
+        finish_reasons={"model_length": "length"},
+        notes="uses random_seed instead of seed",
+    ),
+    _compat("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    _compat(
+        "perplexity",
+        "https://api.perplexity.ai",
+        "PERPLEXITY_API_KEY",
+        caps=Capabilities(streaming=True, tools=False, embeddings=False),
+    ),
+    _compat("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
+    _compat(
+        "vllm", "http://localhost:8000/v1", "VLLM_API_KEY", key_required=False, caps=_CHAT_EMBED
+    ),
+    _compat(
+        "llamacpp",
+        "http://localhost:8080/v1",
+        "LLAMACPP_API_KEY",
+        key_required=False,
+        caps=_CHAT_EMBED,
+    ),
+    _compat(
+        "ollama",
+        "http://localhost:11434/v1",
+        "OLLAMA_API_KEY",
+        key_required=False,
+        caps=_CHAT_EMBED,
+    ),
+    _compat(
+        "openai_compatible",
+        "",
+        "OPENAI_COMPATIBLE_API_KEY",
+        key_required=False,
+        caps=_CHAT_EMBED,
+        notes="any OpenAI-compatible server; needs api_base",
+    ),
+):
+    register_provider(_row)
+
+
+def get_provider(name: str) -> ProviderInfo | None:
+    return PROVIDERS.get(name)
+
+
+def providers() -> list[ProviderInfo]:
+    """Every supported provider with its model prefixes, key variable and capabilities."""
+    return sorted(PROVIDERS.values(), key=lambda p: p.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,10 @@ def test_provider_error_pickles_with_its_fields() -> None:
 
 def test_openai_error_body_parsed() -> None:
     ep = Endpoint(provider="openai", model="gpt-4o-mini", api_base="http://x")
-    body = b'{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}'
+    body = (
+        b'{"error":{"message":"Rate limit reached","type":"requests",'
+        b'"param":null,"code":"rate_limit_exceeded"}}'
+    )
     err = make_provider_error(ep, 429, {"retry-after-ms": "1500", "x-should-retry": "true"}, body)
     assert isinstance(err, salvo.RateLimitError)
     assert err.retry_after == 1.5 and err.should_retry is True
@@ -172,10 +176,14 @@ def test_config_alias_with_env_reference(monkeypatch: pytest.MonkeyPatch) -> Non
         resolve_deployment("fast", config=cfg)
 
 
-def test_bad_config_names_the_entry_and_line(tmp_path: pytest.TempPathFactory) -> None:
-    path = tmp_path / "c.yaml"  # type: ignore[operator]
+def test_bad_config_names_the_entry_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
     path.write_text(
-        "model_list:\n  - model_name: ok\n    params: {model: openai/x}\n  - model_name: bad\n    params: {}\n"
+        "model_list:\n"
+        "  - model_name: ok\n"
+        "    params: {model: openai/x}\n"
+        "  - model_name: bad\n"
+        "    params: {}\n"
     )
     with pytest.raises(salvo.ConfigError, match=r"model_list\[1\] \(line 4\).*'bad'"):
         salvo.load_config(path)

@@ -19,6 +19,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
+	$(BIN)/mypy tests/typing
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

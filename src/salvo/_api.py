@@ -12,11 +12,12 @@ import asyncio
 import atexit
 import weakref
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._client import Client
 from ._fanout import Result
-from ._types import EmbeddingResponse
+from ._stream import CompletionStream
+from ._types import EmbeddingResponse, ModelResponse
 
 __all__ = [
     "abatch_completion",
@@ -55,9 +56,35 @@ async def default_client() -> Client:
     return client
 
 
+@overload
+async def acompletion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: Literal[False] = False,
+    **params: Any,
+) -> ModelResponse: ...
+
+
+@overload
+async def acompletion(
+    model: str, messages: Sequence[Mapping[str, Any]], *, stream: Literal[True], **params: Any
+) -> CompletionStream: ...
+
+
+@overload
+async def acompletion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: bool,
+    **params: Any,
+) -> ModelResponse | CompletionStream: ...
+
+
 async def acompletion(
     model: str, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any
-) -> Any:
+) -> ModelResponse | CompletionStream:
     """One chat completion (a ModelResponse), or with ``stream=True`` a CompletionStream."""
     client = await default_client()
     return await client.acompletion(model, messages, stream=stream, **params)
@@ -84,13 +111,43 @@ async def abatch_completion(
     )
 
 
+@overload
+async def arace(
+    models: str | Sequence[str],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: Literal[False] = False,
+    **params: Any,
+) -> ModelResponse: ...
+
+
+@overload
+async def arace(
+    models: str | Sequence[str],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: Literal[True],
+    **params: Any,
+) -> CompletionStream: ...
+
+
+@overload
+async def arace(
+    models: str | Sequence[str],
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: bool,
+    **params: Any,
+) -> ModelResponse | CompletionStream: ...
+
+
 async def arace(
     models: str | Sequence[str],
     messages: Sequence[Mapping[str, Any]],
     *,
     stream: bool = False,
     **params: Any,
-) -> Any:
+) -> ModelResponse | CompletionStream:
     """The fastest successful answer among ``models``; the losers are closed at once."""
     client = await default_client()
     return await client.arace(models, messages, stream=stream, **params)

@@ -75,7 +75,7 @@ async def arace(
     *,
     stream: bool = False,
     **params: Any,
-) -> Any:
+) -> ModelResponse | CompletionStream:
     """The first successful answer among ``models``; the losers are cancelled and their
     connections closed before this returns. With ``stream=True`` the winner is the first
     contender to deliver a chunk, and its CompletionStream is returned."""
@@ -107,7 +107,8 @@ async def arace(
         excs = [errors[i] for i in range(len(tasks))]
         summary = "; ".join(f"{n}: {type(e).__name__}" for n, e in zip(names, excs, strict=True))
         raise AllModelsFailedError(f"All {len(names)} models failed ({summary}).", excs, names)  # type: ignore[arg-type]
-    return winner
+    result: ModelResponse | CompletionStream = winner
+    return result
 
 
 async def agather_all(

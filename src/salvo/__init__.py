@@ -30,6 +30,9 @@ from ._errors import StreamError as StreamError
 from ._errors import TimeoutError as TimeoutError
 from ._errors import TransportError as TransportError
 from ._limits import LimitSpec as LimitSpec
+from ._pricing import cost_usd as cost_usd
+from ._pricing import get_price as get_price
+from ._pricing import set_price as set_price
 from ._retry import RetryPolicy as RetryPolicy
 from ._stream import CompletionStream as CompletionStream
 from ._sync import batch_completion as batch_completion
@@ -93,7 +96,10 @@ __all__ = [
     "batch_completion_models",
     "batch_completion_models_all_responses",
     "completion",
+    "cost_usd",
     "embedding",
+    "get_price",
     "load_config",
     "providers",
+    "set_price",
 ]

@@ -14,6 +14,14 @@ from ._base import (
     ProviderInfo,
     StreamParser,
 )
+from .anthropic import FINISH_REASONS as _ANTHROPIC_FINISH
+from .anthropic import AnthropicAdapter
+from .azure import DEFAULT_API_VERSION as _AZURE_VERSION
+from .azure import AzureAdapter
+from .cohere import FINISH_REASONS as _COHERE_FINISH
+from .cohere import CohereAdapter
+from .gemini import FINISH_REASONS as _GEMINI_FINISH
+from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "StreamParser",
     "get_provider",
     "providers",
+    "providers_table",
     "register_provider",
 ]
 
@@ -73,6 +82,50 @@ for _row in (
         base_env="OPENAI_BASE_URL",
         prefixes=("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-"),
         capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True),
+    ),
+    ProviderInfo(
+        name="anthropic",
+        adapter=AnthropicAdapter("anthropic"),
+        base_url="https://api.anthropic.com",
+        key_env="ANTHROPIC_API_KEY",
+        base_env="ANTHROPIC_API_BASE",
+        prefixes=("claude-",),
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=False, batch_api=True),
+        finish_reasons=_ANTHROPIC_FINISH,
+        notes="Messages API; max_tokens defaults to 4096; response_format is dropped",
+    ),
+    ProviderInfo(
+        name="gemini",
+        adapter=GeminiAdapter("gemini"),
+        base_url="https://generativelanguage.googleapis.com",
+        key_env="GEMINI_API_KEY",
+        base_env="GEMINI_API_BASE",
+        prefixes=("gemini-",),
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=False),
+        finish_reasons=_GEMINI_FINISH,
+        notes="Gemini API (AI Studio key in GEMINI_API_KEY; GOOGLE_API_KEY is not read)",
+    ),
+    ProviderInfo(
+        name="cohere",
+        adapter=CohereAdapter("cohere"),
+        base_url="https://api.cohere.com",
+        key_env="CO_API_KEY",
+        base_env="COHERE_API_BASE",
+        prefixes=("command-",),
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=False),
+        finish_reasons=_COHERE_FINISH,
+        notes="v2 API; key in CO_API_KEY (the Cohere SDK's name; LiteLLM uses COHERE_API_KEY)",
+    ),
+    ProviderInfo(
+        name="azure",
+        adapter=AzureAdapter("azure"),
+        base_url="",
+        key_env="AZURE_API_KEY",
+        base_env="AZURE_API_BASE",
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True),
+        version_env="AZURE_API_VERSION",
+        default_version=_AZURE_VERSION,
+        notes="azure/<deployment>; needs AZURE_API_BASE; a base ending /openai/v1 uses the v1 API",
     ),
     _compat("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
     _compat(
@@ -142,3 +195,24 @@ def get_provider(name: str) -> ProviderInfo | None:
 def providers() -> list[ProviderInfo]:
     """Every supported provider with its model prefixes, key variable and capabilities."""
     return sorted(PROVIDERS.values(), key=lambda p: p.name)
+
+
+def providers_table() -> str:
+    """The provider table as Markdown (the README's copy is checked against this)."""
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    rows = [
+        "| provider | model prefix | key variable | streaming | tools | embeddings | batch API |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in providers():
+        c = p.capabilities
+        prefix = ", ".join(f"`{x}`" for x in (f"{p.name}/", *p.prefixes))
+        key = f"`{p.key_env}`" + ("" if p.key_required else " (optional)")
+        rows.append(
+            f"| {p.name} | {prefix} | {key} | {yes(c.streaming)} | {yes(c.tools)} "
+            f"| {yes(c.embeddings)} | {yes(c.batch_api)} |"
+        )
+    return "\n".join(rows)

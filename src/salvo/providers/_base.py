@@ -40,9 +40,9 @@ class Endpoint:
     provider: str
     model: str
     api_base: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a repr or a log
     api_version: str | None = None
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class HTTPRequest(NamedTuple):
@@ -50,6 +50,12 @@ class HTTPRequest(NamedTuple):
     url: str
     headers: Mapping[str, str]
     body: bytes
+
+    def __repr__(self) -> str:  # the headers carry the key
+        return (
+            f"HTTPRequest(method={self.method!r}, url={self.url!r}, "
+            f"headers=<{len(self.headers)} hidden>, body=<{len(self.body)} bytes>)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +194,9 @@ _HINTS = {
     404: "Check the model name and the base URL.",
     429: "The provider is throttling; salvo retries this with backoff.",
 }
+_SERVER_HINT = (
+    "The provider (or a proxy in front of it) failed, not your request; salvo retries this."
+)
 
 
 def make_provider_error(
@@ -203,8 +212,12 @@ def make_provider_error(
     decoded, msg = error_message_from_body(body)
     cls = error_for_status(status)
     text = f"{ep.provider} returned HTTP {status} for model {ep.model!r}"
-    text += f": {msg}" if msg else "."
-    hint = _HINTS.get(status)
+    if msg:
+        msg = msg.strip()
+        text += f": {msg}" if msg.endswith((".", "!", "?")) else f": {msg}."
+    else:
+        text += "."
+    hint = _HINTS.get(status) or (_SERVER_HINT if status >= 500 else None)
     if hint is not None:
         text += " " + hint.format(key_hint=f" ({key_env})" if key_env else "")
     return cls(

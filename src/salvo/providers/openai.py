@@ -29,7 +29,9 @@ def _decode_failed(ep: Endpoint, what: str, body: bytes, exc: Exception) -> Resp
     preview = body[:200].decode("utf-8", "replace")
     err = ResponseDecodeError(
         f"{ep.provider} sent a {what} for model {ep.model!r} that is not valid JSON "
-        f"({exc}); it began with {preview!r}. The body was probably cut short."
+        f"({exc}); it began with {preview!r}. The body was probably cut short. salvo does not "
+        "retry this (the provider has likely done and billed the work): retry the call "
+        "yourself if it was a one-off, and report it if it keeps happening."
     )
     err.provider, err.model = ep.provider, ep.model
     return err
@@ -74,7 +76,11 @@ class OpenAIStreamParser:
 
 
 def _stream_error(ep: Endpoint, what: str) -> StreamError:
-    err = StreamError(f"The {ep.provider} stream for model {ep.model!r} carried {what}.")
+    err = StreamError(
+        f"The {ep.provider} stream for model {ep.model!r} carried {what.rstrip('.')}, so the "
+        "answer is incomplete. Retry the call (salvo retries by itself until the first chunk "
+        "is delivered)."
+    )
     err.provider, err.model = ep.provider, ep.model
     return err
 

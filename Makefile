@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo bench bench-compare clean
+.PHONY: install test lint typecheck pytest demo bench bench-compare bench-real test-real clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,17 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+bench-compare: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks --compare --chart docs/bench.png
+
+bench-real: $(STAMP)
+	$(BIN)/python -m benchmarks.real
+
+test-real: $(STAMP)
+	$(BIN)/python -m benchmarks.real --setup-only
+	$(BIN)/pytest -q -o addopts='-p no:cacheprovider' tests/real
 
 clean:
 	rm -rf $(VENV) build dist

@@ -10,25 +10,29 @@ from __future__ import annotations
 import asyncio
 import builtins
 import enum
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import msgspec
 
 from ._config import Config, load_config
-from ._errors import (
-    ConfigError,
-    RateLimitError,
-    SalvoError,
-    TimeoutError,
-)
+from ._errors import ConfigError, SalvoError, TimeoutError
 from ._http import is_transport_error, new_session, translate_transport_error
-from ._limits import KeyLimiter, Limiters, LimitSpec, estimate_tokens
+from ._limits import (
+    KeyLimiter,
+    Limiters,
+    LimiterStatistics,
+    LimitSpec,
+    estimate_input_tokens,
+    estimate_tokens,
+)
 from ._models import Deployment, resolve_deployment
-from ._retry import RetryPolicy
+from ._pricing import response_cost
+from ._retry import CallStats, RetryPolicy, call_with_retries
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
 from .providers import HTTPRequest
@@ -73,7 +77,15 @@ class _State(enum.Enum):
 
 
 class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of a Client's counters (``Client.statistics()``)."""
+    """A snapshot of a Client's counters (``Client.statistics()``).
+
+    ``requests``: attempts sent, retries included; ``in_flight``: attempts under way (an open
+    stream counts until it is closed); ``waiting_on_limiters``: calls waiting for their key's
+    limits; ``retries``: retries taken; ``errors``: failed attempts by error class (a call
+    that ran out of time counts one ``TimeoutError`` more); ``connections_open``: sockets the
+    session holds, busy or pooled; ``limiters``: each key's limiter, named
+    ``"provider base_url key#<hash>"`` (a fingerprint, never the key).
+    """
 
     requests: int
     in_flight: int
@@ -81,7 +93,7 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     retries: int
     errors: dict[str, int]
     connections_open: int
-    limiters: dict[str, dict[str, int]]
+    limiters: dict[str, LimiterStatistics]
 
 
 class CallOptions:
@@ -103,7 +115,7 @@ class CallOptions:
         max_retries: int,
         first_byte_timeout: float | None,
         stream_idle_timeout: float | None,
-        limiter: KeyLimiter | None,
+        limiter: KeyLimiter,
     ) -> None:
         self.dep = dep
         self.timeout = timeout
@@ -111,6 +123,20 @@ class CallOptions:
         self.first_byte_timeout = first_byte_timeout
         self.stream_idle_timeout = stream_idle_timeout
         self.limiter = limiter
+
+    @property
+    def provider(self) -> str:
+        return self.dep.info.name
+
+    @property
+    def model(self) -> str:
+        """The provider's name of the model (what errors and logs show)."""
+        return self.dep.endpoint.model
+
+    @property
+    def secret(self) -> str | None:
+        """The API key, so that errors can be scrubbed of it."""
+        return self.dep.endpoint.api_key
 
 
 def check_messages(messages: Any) -> None:
@@ -168,7 +194,7 @@ class Client:
     ) -> None:
         self.config = load_config(config)
         if isinstance(limits, Mapping):
-            limits = LimitSpec(**limits)
+            limits = LimitSpec.from_mapping(limits)
         self._limiters = Limiters(limits)
         self.timeout = timeout
         self.max_retries = max_retries
@@ -181,14 +207,13 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
         self._options: dict[Any, CallOptions] = {}
         self._rr: Counter[str] = Counter()
-        self._requests = 0
-        self._in_flight = 0
-        self._retries = 0
-        self._errors: Counter[str] = Counter()
+        self._stats = CallStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Client:
+        self._check_loop()
         self._open()
         return self
 
@@ -221,6 +246,21 @@ class Client:
     @property
     def closed(self) -> bool:
         return self._state is _State.CLOSED
+
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
+        """A Client (its session, its limiters) belongs to the loop it was first used on."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return loop
+        if self._loop is None:
+            self._loop = loop
+            return loop
+        raise SalvoError(
+            "This salvo Client was first used on another event loop; its connections and rate "
+            "limiters belong to that loop. Create one Client per event loop (for example "
+            "inside the coroutine you pass to asyncio.run), or use the module-level functions, "
+            "which keep one client per loop."
+        )
 
     # -- resolution ----------------------------------------------------------------------------
 
@@ -257,6 +297,36 @@ class Client:
 
     # -- one call ------------------------------------------------------------------------------
 
+    @overload
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: Literal[False] = False,
+        **params: Any,
+    ) -> ModelResponse: ...
+
+    @overload
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: Literal[True],
+        **params: Any,
+    ) -> CompletionStream: ...
+
+    @overload
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: bool,
+        **params: Any,
+    ) -> ModelResponse | CompletionStream: ...
+
     async def acompletion(
         self,
         model: str,
@@ -264,7 +334,7 @@ class Client:
         *,
         stream: bool = False,
         **params: Any,
-    ) -> Any:
+    ) -> ModelResponse | CompletionStream:
         """One chat completion: a ModelResponse, or with ``stream=True`` a CompletionStream
         whose first chunk has already arrived."""
         opts = self.options(model, params)
@@ -289,9 +359,11 @@ class Client:
             body = await self._read_body(opts, req)
             resp = dep.adapter.parse_embedding(dep.endpoint, body)
             resp.latency_s = loop.time() - started
+            resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
             return resp
 
-        return await self._with_retries(opts, attempt, 0)
+        tokens = estimate_input_tokens(input) if opts.limiter.counts_tokens else 0
+        return await self._with_retries(opts, attempt, tokens)
 
     async def complete_with(
         self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
@@ -308,9 +380,10 @@ class Client:
             body = await self._read_body(opts, req)
             resp = dep.adapter.parse_chat(dep.endpoint, body)
             resp.latency_s = loop.time() - started
+            resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
             return resp
 
-        tokens = estimate_tokens(messages, params.get("max_tokens")) if opts.limiter else 0
+        tokens = _estimate(opts, messages, params)
         return await self._with_retries(opts, attempt, tokens)
 
     async def stream_with(
@@ -323,8 +396,12 @@ class Client:
         )
         loop = asyncio.get_running_loop()
         started = loop.time()
+        # The call's deadline also bounds reading the stream after it is returned.
+        deadline = None if opts.timeout is None else started + opts.timeout
+        fbt = opts.first_byte_timeout
 
         async def attempt() -> CompletionStream:
+            first_by = None if fbt is None else loop.time() + fbt
             resp = await self._send(opts, req)
             stream = CompletionStream(
                 resp,
@@ -334,101 +411,62 @@ class Client:
                 started=started,
                 ends_at_eof=dep.adapter.stream_ends_at_eof,
                 idle_timeout=opts.stream_idle_timeout,
+                deadline=deadline,
+                timeout=opts.timeout,
             )
-            await stream._prime()
+            if first_by is not None:  # the first bytes of the body, as for a plain answer
+                try:
+                    async with asyncio.timeout_at(first_by):
+                        await stream._read()
+                except builtins.TimeoutError as exc:
+                    if isinstance(exc, SalvoError):
+                        raise
+                    raise _first_byte_error(opts) from None
+            await stream._prime()  # a failure until the first chunk is here is retried
             return stream
 
-        tokens = estimate_tokens(messages, params.get("max_tokens")) if opts.limiter else 0
-        return await self._with_retries(opts, attempt, tokens)
+        tokens = _estimate(opts, messages, params)
+        return await self._with_retries(opts, attempt, tokens, deadline)
 
     # -- the machinery ---------------------------------------------------------------------
 
     async def _with_retries(
-        self, opts: CallOptions, attempt: Callable[[], Coroutine[Any, Any, T]], tokens: int
-    ) -> T:
-        if opts.timeout is None:
-            return await self._retry_loop(opts, attempt, tokens, None)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + opts.timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._retry_loop(opts, attempt, tokens, deadline)
-        except builtins.TimeoutError as exc:
-            if isinstance(exc, SalvoError):
-                raise
-            dep = opts.dep
-            err = TimeoutError(
-                f"The call to {dep.provider} model {dep.endpoint.model!r} did not finish within "
-                f"its {opts.timeout} s deadline (retries included); pass timeout=... to allow more."
-            )
-            err.provider, err.model = dep.provider, dep.endpoint.model
-            self._errors["TimeoutError"] += 1
-            raise err from None
-
-    async def _retry_loop(
         self,
         opts: CallOptions,
         attempt: Callable[[], Coroutine[Any, Any, T]],
         tokens: int,
-        deadline: float | None,
+        deadline: float | None = None,
     ) -> T:
-        limiter = opts.limiter
-        retries = 0
-        while True:
-            self._requests += 1
-            self._in_flight += 1
-            try:
-                if limiter is None:
-                    return await attempt()
-                await limiter.acquire(tokens)
-                try:
-                    return await attempt()
-                finally:
-                    limiter.release()
-            except SalvoError as exc:
-                err = exc
-            finally:
-                self._in_flight -= 1
-            self._errors[type(err).__name__] += 1
-            if retries >= opts.max_retries:
-                raise err
-            delay = self.retry_policy.delay(err, retries)
-            if delay is None:
-                raise err
-            if limiter is not None and isinstance(err, RateLimitError) and err.retry_after:
-                limiter.pause(err.retry_after)
-            if deadline is not None and asyncio.get_running_loop().time() + delay >= deadline:
-                raise err
-            retries += 1
-            self._retries += 1
-            log.info(
-                "retrying %s model %s in %.2fs after %s (retry %d of %d)",
-                opts.dep.provider,
-                opts.dep.endpoint.model,
-                delay,
-                type(err).__name__,
-                retries,
-                opts.max_retries,
-            )
-            await asyncio.sleep(delay)
+        """Run ``attempt`` (one request) under the key's limiter, retried per the policy, all
+        within the call's deadline (loop time; by default ``opts.timeout`` from now)."""
+        loop = self._check_loop()
+        if deadline is None and opts.timeout is not None:
+            deadline = loop.time() + opts.timeout
+        return await call_with_retries(
+            opts, attempt, tokens, deadline, policy=self.retry_policy, stats=self._stats
+        )
 
     async def _send(self, opts: CallOptions, req: HTTPRequest) -> aiohttp.ClientResponse:
         """Send and wait for the status line; an error status is read and raised here."""
         session = self._session or self._open()
         ep = opts.dep.endpoint
+        first_byte = None
         try:
             if opts.first_byte_timeout is None:
                 resp = await session.request(
                     req.method, req.url, headers=req.headers, data=req.body
                 )
             else:
-                async with asyncio.timeout(opts.first_byte_timeout):
+                first_byte = asyncio.timeout(opts.first_byte_timeout)
+                async with first_byte:
                     resp = await session.request(
                         req.method, req.url, headers=req.headers, data=req.body
                     )
         except Exception as exc:
             if not is_transport_error(exc):
                 raise
+            if first_byte is not None and first_byte.expired():
+                raise _first_byte_error(opts) from None
             raise translate_transport_error(
                 exc, provider=ep.provider, model=ep.model, url=req.url
             ) from None
@@ -450,8 +488,29 @@ class Client:
             raise
 
     async def _read_body(self, opts: CallOptions, req: HTTPRequest) -> bytes:
+        """Send and read the whole body. ``first_byte_timeout`` covers the status line and
+        the first bytes of the body (a server can send headers and then stall)."""
+        fbt = opts.first_byte_timeout
+        ep = opts.dep.endpoint
+        if fbt is None:
+            resp = await self._send(opts, req)
+            return await self._read(resp, ep, req.url)
+        first_by = asyncio.get_running_loop().time() + fbt
         resp = await self._send(opts, req)
-        return await self._read(resp, opts.dep.endpoint, req.url)
+        first_byte = asyncio.timeout_at(first_by)
+        try:
+            async with first_byte:
+                head = await resp.content.readany()
+        except BaseException as exc:
+            resp.close()
+            if isinstance(exc, builtins.TimeoutError) and first_byte.expired():
+                raise _first_byte_error(opts) from None
+            if is_transport_error(exc):
+                raise translate_transport_error(
+                    exc, provider=ep.provider, model=ep.model, url=req.url
+                ) from None
+            raise
+        return head + await self._read(resp, ep, req.url)
 
     # -- fan-out (the implementations live in _fanout) ---------------------------------------
 
@@ -475,6 +534,36 @@ class Client:
             **params,
         )
 
+    @overload
+    async def arace(
+        self,
+        models: str | Sequence[str],
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: Literal[False] = False,
+        **params: Any,
+    ) -> ModelResponse: ...
+
+    @overload
+    async def arace(
+        self,
+        models: str | Sequence[str],
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: Literal[True],
+        **params: Any,
+    ) -> CompletionStream: ...
+
+    @overload
+    async def arace(
+        self,
+        models: str | Sequence[str],
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: bool,
+        **params: Any,
+    ) -> ModelResponse | CompletionStream: ...
+
     async def arace(
         self,
         models: str | Sequence[str],
@@ -482,7 +571,7 @@ class Client:
         *,
         stream: bool = False,
         **params: Any,
-    ) -> Any:
+    ) -> ModelResponse | CompletionStream:
         from ._fanout import arace
 
         return await arace(self, models, messages, stream=stream, **params)
@@ -504,16 +593,14 @@ class Client:
             acquired = getattr(connector, "_acquired", ())
             pooled = getattr(connector, "_conns", {})
             conns = len(acquired) + sum(len(v) for v in pooled.values())
-        limiters = {
-            f"{k[0]} {k[1]}": {"in_flight": lim.in_flight, "waiting": lim.waiting}
-            for k, lim in self._limiters.all().items()
-        }
+        limiters = {_label(k): lim.statistics() for k, lim in self._limiters.all().items()}
+        stats = self._stats
         return ClientStatistics(
-            requests=self._requests,
-            in_flight=self._in_flight,
-            waiting_on_limiters=sum(v["waiting"] for v in limiters.values()),
-            retries=self._retries,
-            errors=dict(self._errors),
+            requests=stats.requests,
+            in_flight=sum(v.in_flight for v in limiters.values()),
+            waiting_on_limiters=sum(v.waiting for v in limiters.values()),
+            retries=stats.retries,
+            errors=dict(stats.errors),
             connections_open=conns,
             limiters=limiters,
         )
@@ -521,6 +608,36 @@ class Client:
     def __repr__(self) -> str:
         models = ", ".join(self.config.model_names) or "none"
         return f"<salvo.Client {self._state.name.lower()} aliases=[{models}]>"
+
+
+def _first_byte_error(opts: CallOptions) -> TimeoutError:
+    err = TimeoutError(
+        f"{opts.provider} sent nothing for model {opts.model!r} within "
+        f"first_byte_timeout={opts.first_byte_timeout:g} s; salvo retries this. Raise "
+        "first_byte_timeout=... if the model is slow to start answering."
+    )
+    err.provider, err.model = opts.provider, opts.model
+    return err
+
+
+def _estimate(opts: CallOptions, messages: Any, params: Mapping[str, Any]) -> int:
+    """The tokens to charge a chat call, when its key has a tpm limit (else 0)."""
+    if not opts.limiter.counts_tokens:
+        return 0
+    budget = None
+    for source in (params, opts.dep.params):
+        budget = source.get("max_tokens") or source.get("max_completion_tokens")
+        if budget is not None:
+            break
+    return estimate_tokens(messages, budget)
+
+
+def _label(key: Any) -> str:
+    """A limiter's name in statistics: provider, base URL and a fingerprint of the key."""
+    provider, base, secret = key
+    if not secret:
+        return f"{provider} {base}"
+    return f"{provider} {base} key#{hashlib.sha256(secret.encode()).hexdigest()[:8]}"
 
 
 def _pick(*values: Any) -> Any:

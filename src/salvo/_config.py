@@ -50,6 +50,13 @@ DEPLOYMENT_KEYS = frozenset(
 )
 
 
+_SECRET_PARAMS = frozenset({"api_key", "extra_headers"})
+
+
+def _is_env_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(_ENV_PREFIX)
+
+
 def resolve_env_ref(value: Any, *, where: str) -> Any:
     """``os.environ/NAME`` -> the variable's value; a missing variable is a ConfigError."""
     if isinstance(value, str) and value.startswith(_ENV_PREFIX):
@@ -79,6 +86,13 @@ class ModelEntry:
         at = f" (line {self.line})" if self.line else ""
         return f"model_list entry {self.model_name!r}{at}, key {key!r},"
 
+    def __repr__(self) -> str:  # a literal key in the config never shows
+        shown = {
+            k: v if k not in _SECRET_PARAMS or _is_env_ref(v) else "<hidden>"
+            for k, v in self.params.items()
+        }
+        return f"ModelEntry(model_name={self.model_name!r}, params={shown!r}, line={self.line!r})"
+
     def extra_params(self) -> dict[str, Any]:
         """Provider parameters the entry sets for every call (temperature, max_tokens, ...)."""
         return {
@@ -104,6 +118,12 @@ class Config:
     @property
     def model_names(self) -> list[str]:
         return list(self.models)
+
+    def __repr__(self) -> str:  # settings may hold a master key
+        return (
+            f"Config(source={self.source!r}, models={self.model_names!r}, "
+            f"settings=<{len(self.settings)} hidden>)"
+        )
 
 
 def _lines_of_entries(text: str) -> list[int]:

@@ -31,6 +31,9 @@ class SSEEvent(NamedTuple):
     data: bytes
 
 
+_new_event = tuple.__new__  # SSEEvent without NamedTuple's Python-level __new__
+
+
 class SSEDecoder:
     """Incremental SSE decoder: ``feed(bytes) -> list[SSEEvent]``, then ``flush()`` at EOF."""
 
@@ -56,9 +59,30 @@ class SSEDecoder:
             return []
         if self._tail:
             chunk = self._tail + chunk
+        out: list[SSEEvent] = []
+        if b"\n\n" in chunk:
+            # Whole events first. The usual event is one ``data: ...`` line: sliced out
+            # directly, without splitting it into lines or keeping any state.
+            blocks = chunk.split(b"\n\n")
+            chunk = blocks.pop()
+            for block in blocks:
+                if (
+                    block[:6] == b"data: "
+                    and b"\n" not in block
+                    and not self._has_data
+                    and self._event is None
+                ):
+                    out.append(_new_event(SSEEvent, (None, block[6:])))
+                    continue
+                for line in block.split(b"\n"):
+                    if line:
+                        self._line(line)
+                    elif self._has_data or self._event is not None:
+                        out.append(self._dispatch())
+                if self._has_data or self._event is not None:
+                    out.append(self._dispatch())
         lines = chunk.split(b"\n")
         self._tail = lines.pop()
-        out: list[SSEEvent] = []
         for line in lines:
             if line:
                 self._line(line)
@@ -134,8 +158,9 @@ def translate_transport_error(
         )
     elif isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         err = TimeoutError(
-            f"{provider} did not answer in time for model {model!r} ({url}); "
-            "raise timeout=... if the model is slow."
+            f"{provider} did not answer in time for model {model!r} ({url}): connecting or "
+            "reading timed out. salvo retries this; raise connect_timeout=... if the network "
+            "is slow."
         )
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         err = ConnectionError(
@@ -144,7 +169,10 @@ def translate_transport_error(
         )
     elif isinstance(exc, aiohttp.ClientPayloadError):
         err = ConnectionError(
-            f"The response body from {provider} for model {model!r} was cut off: {exc}."
+            f"The connection to {provider} broke while the response for model {model!r} was "
+            f"being read ({_payload_detail(exc)}). This is usually a passing network or server "
+            "fault, and salvo retries it; if it keeps happening, check any proxy or load "
+            "balancer between you and the provider."
         )
     elif isinstance(exc, aiohttp.ClientError | OSError):
         err = ConnectionError(f"The connection to {provider} for model {model!r} failed: {exc!r}.")
@@ -152,6 +180,18 @@ def translate_transport_error(
         err = TransportError(f"{provider} request for model {model!r} failed: {exc!r}.")
     err.provider, err.model = provider, model
     return err
+
+
+def _payload_detail(exc: BaseException) -> str:
+    """What aiohttp's payload error says, without its nested reprs."""
+    text = str(exc)
+    parts = []
+    received = text.find("received ")
+    if received != -1 and " bytes" in text[received:]:
+        parts.append(text[received : text.index(" bytes", received) + 6])
+    if "reset by peer" in text:
+        parts.append("connection reset by peer")
+    return "; ".join(parts) or text[:200]
 
 
 def is_transport_error(exc: BaseException) -> bool:

@@ -27,7 +27,7 @@ class Deployment:
     name: str
     info: ProviderInfo
     endpoint: Endpoint
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)  # they carry the key
     rpm: int | None = None
     tpm: int | None = None
     max_parallel_requests: int | None = None

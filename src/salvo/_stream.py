@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ._deadline import deadline_at
 from ._errors import StreamError, TimeoutError
 from ._http import SSEDecoder, SSEEvent, is_transport_error, translate_transport_error
+from ._retry import redact_secret
 from ._types import (
     ChatCompletionChunk,
     Choice,
@@ -41,16 +44,21 @@ class CompletionStream:
 
     __slots__ = (
         "_closed",
+        "_deadline",
         "_decoder",
         "_ends_at_eof",
         "_ep",
+        "_error",
         "_idle_timeout",
         "_loop",
+        "_on_close",
         "_parser",
         "_pending",
         "_resp",
         "_started",
+        "_timeout",
         "_url",
+        "_usage",
         "chunks_received",
         "model",
         "provider",
@@ -66,7 +74,11 @@ class CompletionStream:
         started: float,
         ends_at_eof: bool,
         idle_timeout: float | None = None,
+        deadline: float | None = None,
+        timeout: float | None = None,
     ) -> None:
+        """``idle_timeout``: the longest gap between reads; ``deadline`` (loop time): when the
+        whole call's ``timeout`` runs out, which also bounds reading the stream to its end."""
         self._resp = resp
         self._parser = parser
         self._decoder = SSEDecoder()
@@ -76,6 +88,11 @@ class CompletionStream:
         self._ep = endpoint
         self._url = str(resp.url)
         self._idle_timeout = idle_timeout
+        self._deadline = deadline
+        self._timeout = timeout
+        self._on_close: Callable[[int | None], None] | None = None
+        self._usage: Usage | None = None
+        self._error: Exception | None = None
         self._loop = asyncio.get_running_loop()
         self._started = started
         self.model = model
@@ -91,6 +108,9 @@ class CompletionStream:
         pending = self._pending
         while not pending:
             if self._closed:
+                err, self._error = self._error, None
+                if err is not None:
+                    raise err
                 raise StopAsyncIteration
             await self._read()
         return pending.popleft()
@@ -102,11 +122,20 @@ class CompletionStream:
 
     async def _read(self) -> None:
         resp = self._resp
+        limit = self._idle_timeout
+        by_deadline = False
+        if self._deadline is not None:
+            left = self._deadline - self._loop.time()
+            if limit is None or left <= limit:
+                limit, by_deadline = left, True
         try:
-            if self._idle_timeout is None:
+            if limit is None:
                 data = await resp.content.readany()
+            elif by_deadline and self._deadline is not None:
+                with deadline_at(self._deadline):  # cheap: usually far away, rarely reached
+                    data = await resp.content.readany()
             else:
-                async with asyncio.timeout(self._idle_timeout):
+                async with asyncio.timeout(limit):
                     data = await resp.content.readany()
         except asyncio.CancelledError:
             self._abort()
@@ -115,8 +144,8 @@ class CompletionStream:
             self._abort()
             if not is_transport_error(exc):
                 raise
-            if isinstance(exc, asyncio.TimeoutError) and self._idle_timeout is not None:
-                raise self._idle_error() from None
+            if isinstance(exc, asyncio.TimeoutError) and limit is not None:
+                raise (self._deadline_error() if by_deadline else self._idle_error()) from None
             raise translate_transport_error(
                 exc, provider=self._ep.provider, model=self._ep.model, url=self._url
             ) from None
@@ -133,7 +162,9 @@ class CompletionStream:
                 self._abort()
                 err = StreamError(
                     f"The {self._ep.provider} stream for model {self._ep.model!r} ended "
-                    "without its terminator; the answer may be incomplete."
+                    "without its terminator: the connection closed early and the answer may be "
+                    "incomplete. Retry the call (salvo retries by itself until the first chunk "
+                    "is delivered)."
                 )
                 err.provider, err.model = self._ep.provider, self._ep.model
                 raise err
@@ -148,17 +179,37 @@ class CompletionStream:
                     chunk.latency_s = now
                     self._pending.append(chunk)
                     self.chunks_received += 1
+                    if chunk.usage is not None:
+                        self._usage = chunk.usage
                 if parser.done:
                     self._finish()
                     return
-        except BaseException:
+        except Exception as exc:
             self._abort()
+            if self._ep.api_key:
+                redact_secret(exc, self._ep.api_key)
+            if self._pending:
+                # Chunks that arrived before the error are handed out first, so the error
+                # surfaces where it happened in the stream, however the bytes were split.
+                self._error = exc
+                return
             raise
 
     def _idle_error(self) -> TimeoutError:
         err = TimeoutError(
             f"The {self._ep.provider} stream for model {self._ep.model!r} sent nothing for "
-            f"{self._idle_timeout} s; raise stream_idle_timeout=... if the model is slow."
+            f"{self._idle_timeout:g} s (stream_idle_timeout), so salvo closed it. Raise "
+            "stream_idle_timeout=... if the model pauses that long."
+        )
+        err.provider, err.model = self._ep.provider, self._ep.model
+        return err
+
+    def _deadline_error(self) -> TimeoutError:
+        err = TimeoutError(
+            f"The {self._ep.provider} stream for model {self._ep.model!r} did not finish within "
+            f"the call's {self._timeout:g} s deadline (timeout={self._timeout:g}, which covers "
+            "reading the stream to its end), so salvo closed it. Pass timeout=... to allow "
+            "more time, or timeout=None for no deadline."
         )
         err.provider, err.model = self._ep.provider, self._ep.model
         return err
@@ -169,11 +220,30 @@ class CompletionStream:
         if not self._closed:
             self._closed = True
             self._resp.release()
+            if self._on_close is not None:
+                self._closed_now()
 
     def _abort(self) -> None:
         if not self._closed:
             self._closed = True
             self._resp.close()
+            if self._on_close is not None:
+                self._closed_now()
+
+    def _closed_now(self) -> None:
+        callback, self._on_close = self._on_close, None
+        if callback is not None:
+            usage = self._usage
+            callback(usage.total_tokens if usage is not None and usage.total_tokens else None)
+
+    def _hold_slot(self, callback: Callable[[int | None], None]) -> bool:
+        """Keep the caller's limiter slot until this stream closes, then call ``callback``
+        with the total tokens the stream reported (None if it reported none); at once if the
+        stream already ended while it was primed."""
+        self._on_close = callback
+        if self._closed:
+            self._closed_now()
+        return True
 
     @property
     def closed(self) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import _anthropic, _cohere, _gemini, _openai
+from . import _anthropic, _batches, _cohere, _files, _gemini, _openai
 from ._behavior import Behavior, ScriptSpec, decode_script_spec
 from ._faults import encode
 from ._records import Record
@@ -90,6 +90,8 @@ INSTALLERS: list[Installer] = [
     _anthropic.install,
     _gemini.install,
     _cohere.install,
+    _files.install,
+    _batches.install,
 ]
 
 

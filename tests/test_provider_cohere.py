@@ -266,7 +266,7 @@ def test_stream_maps_to_openai_chunks() -> None:
     chunks = [parser.feed(e, d) for e, d in [*dec.feed(STREAM), *dec.flush()]]
     out = [c for c in chunks if c is not None]
     assert parser.done
-    assert ADAPTER.stream_ends_at_eof is True
+    assert ADAPTER.stream_ends_at_eof is False  # message-end is the terminator
     assert out[0].choices[0].delta.role == "assistant" and out[0].id == "abc"
     assert "".join(c.choices[0].delta.content or "" for c in out) == "Hello there"
     calls = [tc for c in out for tc in c.choices[0].delta.tool_calls or ()]

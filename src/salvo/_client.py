@@ -148,6 +148,8 @@ def check_messages(messages: Any) -> None:
             f"{messages!r:.80}."
         )
     for i, m in enumerate(messages):
+        if type(m) is dict and type(m.get("content")) is str and m.get("role") in _ROLES:
+            continue  # the usual message, checked in one line
         if not isinstance(m, Mapping):
             raise ConfigError(
                 f"messages[{i}] must be a mapping with 'role' and 'content', "

@@ -210,8 +210,9 @@ def to_cohere_body(
 class CohereAdapter:
     """The Cohere v2 wire format."""
 
-    #: Cohere streams end when the connection closes after ``message-end``.
-    stream_ends_at_eof = True
+    #: Cohere streams close after ``message-end``; a stream cut off before it is a StreamError
+    #: (an answer that lost its end must not pass for a complete one).
+    stream_ends_at_eof = False
 
     def __init__(self, name: str = "cohere", *, key_env: str | None = "CO_API_KEY"):
         self.name = name

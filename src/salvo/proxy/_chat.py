@@ -118,7 +118,8 @@ def _forward_body(dep: Deployment, top: dict[str, msgspec.Raw]) -> bytes:
 
 async def _read_json(client: Client, opts: CallOptions, req: HTTPRequest) -> bytes:
     """One attempt: the upstream's body, checked to be whole JSON (a cut-off body is a
-    ResponseDecodeError, which the retry loop retries like any transport failure)."""
+    ResponseDecodeError, which is not retried: the provider may have done, and billed, the
+    work; the client sees a 502)."""
     payload = await client._read_body(opts, req)
     try:
         _VALIDATE(payload)

@@ -29,6 +29,7 @@ from ._errors import ServerError as ServerError
 from ._errors import StreamError as StreamError
 from ._errors import TimeoutError as TimeoutError
 from ._errors import TransportError as TransportError
+from ._limits import LimiterStatistics as LimiterStatistics
 from ._limits import LimitSpec as LimitSpec
 from ._pricing import cost_usd as cost_usd
 from ._pricing import get_price as get_price
@@ -72,6 +73,7 @@ __all__ = [
     "Embedding",
     "EmbeddingResponse",
     "LimitSpec",
+    "LimiterStatistics",
     "Message",
     "ModelResponse",
     "NotFoundError",

@@ -51,14 +51,48 @@ from ._types import Message as Message
 from ._types import ModelResponse as ModelResponse
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
+from .batches import AsyncStream as AsyncStream
+from .batches import Batch as Batch
+from .batches import BatchError as BatchError
+from .batches import BatchResult as BatchResult
+from .batches import FileDeleted as FileDeleted
+from .batches import FileObject as FileObject
+from .batches import Page as Page
+from .batches import RequestCounts as RequestCounts
+from .batches import abatch_results as abatch_results
+from .batches import acancel_batch as acancel_batch
+from .batches import acreate_batch as acreate_batch
+from .batches import acreate_file as acreate_file
+from .batches import adelete_file as adelete_file
+from .batches import afile_content as afile_content
+from .batches import aiter_file_content as aiter_file_content
+from .batches import alist_batches as alist_batches
+from .batches import alist_files as alist_files
+from .batches import aretrieve_batch as aretrieve_batch
+from .batches import aretrieve_file as aretrieve_file
+from .batches import asubmit_batch as asubmit_batch
+from .batches import await_batch as await_batch
+from .batches import batch_completion_create as batch_completion_create
+from .batches import batch_completion_list as batch_completion_list
+from .batches import batch_completion_retrieve as batch_completion_retrieve
+from .batches import cancel_batch as cancel_batch
+from .batches import create_batch as create_batch
+from .batches import create_file as create_file
+from .batches import file_content as file_content
+from .batches import list_batches as list_batches
+from .batches import retrieve_batch as retrieve_batch
 from .providers import providers as providers
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AllModelsFailedError",
+    "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchError",
+    "BatchResult",
     "ChatCompletionChunk",
     "Choice",
     "ChunkChoice",
@@ -72,14 +106,18 @@ __all__ = [
     "Delta",
     "Embedding",
     "EmbeddingResponse",
+    "FileDeleted",
+    "FileObject",
     "LimitSpec",
     "LimiterStatistics",
     "Message",
     "ModelResponse",
     "NotFoundError",
+    "Page",
     "PermissionDeniedError",
     "ProviderError",
     "RateLimitError",
+    "RequestCounts",
     "ResponseDecodeError",
     "RetryPolicy",
     "SalvoError",
@@ -90,18 +128,40 @@ __all__ = [
     "TransportError",
     "Usage",
     "abatch_completion",
+    "abatch_results",
+    "acancel_batch",
     "acompletion",
+    "acreate_batch",
+    "acreate_file",
+    "adelete_file",
     "aembedding",
+    "afile_content",
     "agather_all",
+    "aiter_file_content",
+    "alist_batches",
+    "alist_files",
     "arace",
+    "aretrieve_batch",
+    "aretrieve_file",
+    "asubmit_batch",
+    "await_batch",
     "batch_completion",
+    "batch_completion_create",
+    "batch_completion_list",
     "batch_completion_models",
     "batch_completion_models_all_responses",
+    "batch_completion_retrieve",
+    "cancel_batch",
     "completion",
     "cost_usd",
+    "create_batch",
+    "create_file",
     "embedding",
+    "file_content",
     "get_price",
+    "list_batches",
     "load_config",
     "providers",
+    "retrieve_batch",
     "set_price",
 ]

@@ -1,0 +1,327 @@
+"""The local store: a directory holding uploaded files, local batch state and a small index.
+
+::
+
+    <root>/files/file-<hex>          the bytes of a file
+    <root>/files/file-<hex>.json     its FileObject (metadata beside the bytes)
+    <root>/batches/batch_<hex>.sqlite3   a local batch's state (see ``_engine``)
+    <root>/index.sqlite3             native batches' local facts (input file, metadata, cost)
+
+The root is ``store_dir=``, else the config setting ``batch_dir``, else ``$SALVO_BATCH_DIR``,
+else ``$XDG_CACHE_HOME/salvo/batches`` (``~/.cache/salvo/batches``). Copies into the store are
+streamed in 1 MiB pieces (the loop gets a turn between pieces), never read whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import closing
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from .._errors import ConfigError, NotFoundError
+from ._types import FileDeleted, FileObject, Page
+
+__all__ = [
+    "CHUNK",
+    "FileSource",
+    "LocalStore",
+    "StoreFiles",
+    "default_root",
+    "new_hex",
+    "not_found",
+    "paginate",
+    "read_source",
+    "source_name",
+    "source_size",
+]
+
+CHUNK = 1 << 20
+FileSource = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+_FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
+_DECODE_FILE = msgspec.json.Decoder(FileObject).decode
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def new_hex() -> str:
+    """24 hex digits: the creation time in nanoseconds, then randomness, so that ids sort in
+    creation order (lists are newest first)."""
+    return f"{time.time_ns():016x}{secrets.token_hex(4)}"
+
+
+def default_root() -> Path:
+    env = os.environ.get("SALVO_BATCH_DIR")
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "salvo" / "batches"
+
+
+def not_found(provider: str, what: str, ident: str) -> NotFoundError:
+    return NotFoundError(
+        f"{provider}: no {what} with id {ident!r} in this store; check the id and the provider "
+        "(and store_dir, for local files and batches).",
+        status_code=404,
+        provider=provider,
+        model="",
+    )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class LocalStore:
+    """Files and batch state on local disk (used by ``provider="local"`` and for Anthropic,
+    which has no files API)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.files = self.root / "files"
+        self.batches = self.root / "batches"
+
+    def ensure(self) -> None:
+        """Create the store's directories (on first write, not when the store is named)."""
+        self.files.mkdir(parents=True, exist_ok=True)
+        self.batches.mkdir(parents=True, exist_ok=True)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def file_path(self, file_id: str, provider: str = "local") -> Path:
+        if not _FILE_ID.match(file_id):
+            raise not_found(provider, "file", file_id)
+        return self.files / file_id
+
+    @staticmethod
+    def new_file_id() -> str:
+        return f"file-{new_hex()}"
+
+    async def add_file(
+        self, source: FileSource, *, filename: str | None, purpose: str, provider: str
+    ) -> FileObject:
+        self.ensure()
+        file_id = self.new_file_id()
+        path = self.files / file_id
+        tmp = path.with_name(path.name + ".part")
+        size = 0
+        try:
+            with open(tmp, "wb") as out:  # noqa: ASYNC230 - small writes, see the docstring
+                async for piece in read_source(source):
+                    out.write(piece)
+                    size += len(piece)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        name = filename or source_name(source) or "upload.jsonl"
+        return self.register(file_id, name, purpose, provider, size)
+
+    def register(
+        self, file_id: str, filename: str, purpose: str, provider: str, size: int | None = None
+    ) -> FileObject:
+        """Write the metadata of a file whose bytes are already at ``file_path(file_id)``."""
+        if size is None:
+            size = self.file_path(file_id).stat().st_size
+        fo = FileObject(
+            id=file_id,
+            bytes=size,
+            created_at=int(time.time()),
+            filename=filename,
+            purpose=purpose,
+            provider=provider,
+        )
+        _atomic_write(self.files / f"{file_id}.json", _ENCODE(fo))
+        return fo
+
+    def get_file(self, file_id: str, provider: str = "local") -> FileObject:
+        meta = self.file_path(file_id, provider).with_suffix(".json")
+        try:
+            fo = _DECODE_FILE(meta.read_bytes())
+        except FileNotFoundError:
+            raise not_found(provider, "file", file_id) from None
+        fo.provider = provider
+        return fo
+
+    def list_files(
+        self, *, provider: str, purpose: str | None, limit: int, after: str | None, order: str
+    ) -> Page[FileObject]:
+        items = []
+        for meta in self.files.glob("file-*.json"):
+            try:
+                fo = _DECODE_FILE(meta.read_bytes())
+            except (OSError, msgspec.DecodeError):
+                continue
+            if purpose is None or fo.purpose == purpose:
+                fo.provider = provider
+                items.append(fo)
+        items.sort(key=lambda f: (f.created_at, f.id), reverse=order != "asc")
+        return paginate(items, limit, after)
+
+    def delete_file(self, file_id: str, provider: str = "local") -> FileDeleted:
+        path = self.file_path(file_id, provider)
+        meta = path.with_suffix(".json")
+        if not meta.exists():
+            raise not_found(provider, "file", file_id)
+        meta.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return FileDeleted(id=file_id)
+
+    async def iter_file(self, file_id: str, provider: str = "local") -> AsyncIterator[bytes]:
+        path = self.file_path(file_id, provider)
+        if not path.with_suffix(".json").exists():
+            raise not_found(provider, "file", file_id)
+        async for piece in read_source(path):
+            yield piece
+
+    # -- the index of native batches -------------------------------------------------------
+
+    def _index(self) -> sqlite3.Connection:
+        self.ensure()
+        db = sqlite3.connect(self.root / "index.sqlite3", timeout=30)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS native(provider TEXT, id TEXT, info BLOB,"
+            " cost REAL, PRIMARY KEY(provider, id))"
+        )
+        return db
+
+    def remember(self, provider: str, batch_id: str, info: dict[str, Any]) -> None:
+        with closing(self._index()) as db, db:
+            db.execute(
+                "INSERT INTO native(provider, id, info) VALUES(?,?,?) ON CONFLICT DO UPDATE"
+                " SET info=excluded.info",
+                (provider, batch_id, _ENCODE(info)),
+            )
+
+    def recall(self, provider: str, batch_id: str) -> tuple[dict[str, Any], float | None]:
+        with closing(self._index()) as db:
+            row = db.execute(
+                "SELECT info, cost FROM native WHERE provider=? AND id=?", (provider, batch_id)
+            ).fetchone()
+        if row is None:
+            return {}, None
+        info = msgspec.json.decode(row[0]) if row[0] else {}
+        return (info if isinstance(info, dict) else {}), row[1]
+
+    def store_cost(self, provider: str, batch_id: str, cost: float) -> None:
+        with closing(self._index()) as db, db:
+            db.execute(
+                "INSERT INTO native(provider, id, cost) VALUES(?,?,?) ON CONFLICT DO UPDATE"
+                " SET cost=excluded.cost",
+                (provider, batch_id, cost),
+            )
+
+
+class StoreFiles:
+    """The files half of a backend whose files live in the local store."""
+
+    store: LocalStore
+    provider: str
+
+    async def create_file(
+        self, source: FileSource, *, purpose: str, filename: str | None
+    ) -> FileObject:
+        return await self.store.add_file(
+            source, filename=filename, purpose=purpose, provider=self.provider
+        )
+
+    async def retrieve_file(self, file_id: str) -> FileObject:
+        return self.store.get_file(file_id, self.provider)
+
+    async def list_files(
+        self, *, purpose: str | None, limit: int, after: str | None, order: str
+    ) -> Page[FileObject]:
+        return self.store.list_files(
+            provider=self.provider, purpose=purpose, limit=limit, after=after, order=order
+        )
+
+    async def delete_file(self, file_id: str) -> FileDeleted:
+        return self.store.delete_file(file_id, self.provider)
+
+    def content(self, file_id: str) -> AsyncIterator[bytes]:
+        return self.store.iter_file(file_id, self.provider)
+
+
+def paginate(items: list[Any], limit: int, after: str | None) -> Page[Any]:
+    """The page of ``items`` (already sorted) that follows the item whose id is ``after``."""
+    start = 0
+    if after is not None:
+        for i, item in enumerate(items):
+            if item.id == after:
+                start = i + 1
+                break
+    page = items[start : start + limit]
+    return Page(
+        data=page,
+        has_more=start + limit < len(items),
+        first_id=page[0].id if page else None,
+        last_id=page[-1].id if page else None,
+    )
+
+
+def source_name(source: FileSource) -> str | None:
+    if isinstance(source, str | os.PathLike):
+        return os.path.basename(os.fspath(source))
+    name = getattr(source, "name", None)
+    return os.path.basename(name) if isinstance(name, str) else None
+
+
+def source_size(source: FileSource) -> int | None:
+    """The number of bytes ``read_source`` will yield, when it can be known up front."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return len(source)
+    if isinstance(source, str | os.PathLike):
+        try:
+            return os.stat(source).st_size
+        except FileNotFoundError:
+            raise ConfigError(f"The file {os.fspath(source)!r} does not exist.") from None
+    try:
+        pos = source.tell()
+        end = os.fstat(source.fileno()).st_size
+    except (OSError, AttributeError, ValueError):
+        return None
+    return max(end - pos, 0)
+
+
+async def read_source(source: FileSource, chunk: int = CHUNK) -> AsyncIterator[bytes]:
+    """The bytes of a path, a bytes-like object or a binary file object, piece by piece; the
+    loop gets a turn between pieces. A path is opened and closed here; a file object is read
+    from its current position and left open (it is the caller's)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        for i in range(0, len(view), chunk):
+            yield bytes(view[i : i + chunk])
+        return
+    if isinstance(source, str | os.PathLike):
+        if not os.path.exists(source):  # noqa: ASYNC240
+            raise ConfigError(f"The file {os.fspath(source)!r} does not exist.")
+        with open(source, "rb") as f:  # noqa: ASYNC230 - read in pieces, the loop gets turns
+            async for piece in _read_fileobj(f.read, chunk):
+                yield piece
+        return
+    read = getattr(source, "read", None)
+    if read is None:
+        raise ConfigError(
+            f"A file must be a path, bytes or a binary file object, not {type(source).__name__}."
+        )
+    async for piece in _read_fileobj(read, chunk):
+        yield piece
+
+
+async def _read_fileobj(read: Callable[[int], Any], chunk: int) -> AsyncIterator[bytes]:
+    while True:
+        piece = read(chunk)
+        if isinstance(piece, str):
+            raise ConfigError("Open the file in binary mode ('rb'): salvo uploads bytes.")
+        if not piece:
+            return
+        yield piece
+        await asyncio.sleep(0)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import salvo
-from salvo._client import check_messages
 from salvo._errors import error_for_status
+from salvo._messages import check_messages
 from salvo._models import parse_models, resolve_deployment
 from salvo.providers import Endpoint
 from salvo.providers._base import make_provider_error, retry_after_from_headers

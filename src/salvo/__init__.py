@@ -10,7 +10,6 @@ from ._api import aembedding as aembedding
 from ._api import agather_all as agather_all
 from ._api import arace as arace
 from ._client import Client as Client
-from ._client import ClientStatistics as ClientStatistics
 from ._config import Config as Config
 from ._config import load_config as load_config
 from ._errors import AllModelsFailedError as AllModelsFailedError
@@ -35,6 +34,7 @@ from ._pricing import cost_usd as cost_usd
 from ._pricing import get_price as get_price
 from ._pricing import set_price as set_price
 from ._retry import RetryPolicy as RetryPolicy
+from ._stats import ClientStatistics as ClientStatistics
 from ._stream import CompletionStream as CompletionStream
 from ._sync import batch_completion as batch_completion
 from ._sync import batch_completion_models as batch_completion_models

@@ -10,29 +10,27 @@ from __future__ import annotations
 import asyncio
 import builtins
 import enum
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-import msgspec
-
+from ._call import CallOptions, first_byte_error, read_body, send
 from ._config import Config, load_config
-from ._errors import ConfigError, SalvoError, TimeoutError
-from ._http import is_transport_error, new_session, translate_transport_error
+from ._errors import ConfigError, SalvoError
+from ._http import new_session
 from ._limits import (
-    KeyLimiter,
     Limiters,
-    LimiterStatistics,
     LimitSpec,
     estimate_input_tokens,
     estimate_tokens,
 )
+from ._messages import CALL_KEYS, check_messages
 from ._models import Deployment, resolve_deployment
 from ._pricing import response_cost
 from ._retry import CallStats, RetryPolicy, call_with_retries
+from ._stats import ClientStatistics, snapshot
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
 from .providers import HTTPRequest
@@ -44,132 +42,17 @@ if TYPE_CHECKING:
 
     from ._fanout import Result
 
-__all__ = ["CallOptions", "Client", "ClientStatistics", "check_messages"]
+__all__ = ["Client"]
 
 log = logging.getLogger("salvo")
 
 T = TypeVar("T")
-
-#: Per-call keys that configure the call rather than the request body.
-CALL_KEYS = frozenset(
-    {
-        "api_key",
-        "api_base",
-        "base_url",
-        "api_version",
-        "extra_headers",
-        "timeout",
-        "max_retries",
-        "first_byte_timeout",
-        "stream_idle_timeout",
-        "rpm",
-        "tpm",
-        "max_parallel_requests",
-    }
-)
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 class _State(enum.Enum):
     UNOPENED = 1
     OPENED = 2
     CLOSED = 3
-
-
-class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of a Client's counters (``Client.statistics()``).
-
-    ``requests``: attempts sent, retries included; ``in_flight``: attempts under way (an open
-    stream counts until it is closed); ``waiting_on_limiters``: calls waiting for their key's
-    limits; ``retries``: retries taken; ``errors``: failed attempts by error class (a call
-    that ran out of time counts one ``TimeoutError`` more); ``connections_open``: sockets the
-    session holds, busy or pooled; ``limiters``: each key's limiter, named
-    ``"provider base_url key#<hash>"`` (a fingerprint, never the key).
-    """
-
-    requests: int
-    in_flight: int
-    waiting_on_limiters: int
-    retries: int
-    errors: dict[str, int]
-    connections_open: int
-    limiters: dict[str, LimiterStatistics]
-
-
-class CallOptions:
-    """Resolved per-call knobs: the deployment plus deadlines and retry budget."""
-
-    __slots__ = (
-        "dep",
-        "first_byte_timeout",
-        "limiter",
-        "max_retries",
-        "stream_idle_timeout",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        dep: Deployment,
-        timeout: float | None,
-        max_retries: int,
-        first_byte_timeout: float | None,
-        stream_idle_timeout: float | None,
-        limiter: KeyLimiter,
-    ) -> None:
-        self.dep = dep
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.first_byte_timeout = first_byte_timeout
-        self.stream_idle_timeout = stream_idle_timeout
-        self.limiter = limiter
-
-    @property
-    def provider(self) -> str:
-        return self.dep.info.name
-
-    @property
-    def model(self) -> str:
-        """The provider's name of the model (what errors and logs show)."""
-        return self.dep.endpoint.model
-
-    @property
-    def secret(self) -> str | None:
-        """The API key, so that errors can be scrubbed of it."""
-        return self.dep.endpoint.api_key
-
-
-def check_messages(messages: Any) -> None:
-    """Raise ConfigError unless ``messages`` is a non-empty list of role/content mappings."""
-    if not isinstance(messages, list | tuple) or not messages:
-        raise ConfigError(
-            "messages must be a non-empty list of mappings like "
-            f"{{'role': 'user', 'content': 'Hi'}}, not {type(messages).__name__}: "
-            f"{messages!r:.80}."
-        )
-    for i, m in enumerate(messages):
-        if type(m) is dict and type(m.get("content")) is str and m.get("role") in _ROLES:
-            continue  # the usual message, checked in one line
-        if not isinstance(m, Mapping):
-            raise ConfigError(
-                f"messages[{i}] must be a mapping with 'role' and 'content', "
-                f"not {type(m).__name__}: {m!r:.80}."
-            )
-        role = m.get("role")
-        if role not in _ROLES:
-            raise ConfigError(
-                f"messages[{i}] has role {role!r}; use one of: {', '.join(sorted(_ROLES))}."
-            )
-        if "content" not in m:
-            if role == "assistant" and (m.get("tool_calls") or m.get("function_call")):
-                continue
-            raise ConfigError(f"messages[{i}] (role {role!r}) has no 'content'.")
-        content = m["content"]
-        if not (content is None or isinstance(content, str | list)):
-            raise ConfigError(
-                f"messages[{i}]['content'] must be a string or a list of parts, "
-                f"not {type(content).__name__}."
-            )
 
 
 class Client:
@@ -423,7 +306,7 @@ class Client:
                 except builtins.TimeoutError as exc:
                     if isinstance(exc, SalvoError):
                         raise
-                    raise _first_byte_error(opts) from None
+                    raise first_byte_error(opts) from None
             await stream._prime()  # a failure until the first chunk is here is retried
             return stream
 
@@ -450,69 +333,11 @@ class Client:
 
     async def _send(self, opts: CallOptions, req: HTTPRequest) -> aiohttp.ClientResponse:
         """Send and wait for the status line; an error status is read and raised here."""
-        session = self._session or self._open()
-        ep = opts.dep.endpoint
-        first_byte = None
-        try:
-            if opts.first_byte_timeout is None:
-                resp = await session.request(
-                    req.method, req.url, headers=req.headers, data=req.body
-                )
-            else:
-                first_byte = asyncio.timeout(opts.first_byte_timeout)
-                async with first_byte:
-                    resp = await session.request(
-                        req.method, req.url, headers=req.headers, data=req.body
-                    )
-        except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            if first_byte is not None and first_byte.expired():
-                raise _first_byte_error(opts) from None
-            raise translate_transport_error(
-                exc, provider=ep.provider, model=ep.model, url=req.url
-            ) from None
-        status = resp.status
-        if status >= 400:
-            body = await self._read(resp, ep, req.url)
-            raise opts.dep.adapter.parse_error(ep, status, resp.headers, body)
-        return resp
-
-    async def _read(self, resp: aiohttp.ClientResponse, ep: Any, url: str) -> bytes:
-        try:
-            return await resp.read()
-        except BaseException as exc:
-            resp.close()
-            if is_transport_error(exc):
-                raise translate_transport_error(
-                    exc, provider=ep.provider, model=ep.model, url=url
-                ) from None
-            raise
+        return await send(self._session or self._open(), opts, req)
 
     async def _read_body(self, opts: CallOptions, req: HTTPRequest) -> bytes:
-        """Send and read the whole body. ``first_byte_timeout`` covers the status line and
-        the first bytes of the body (a server can send headers and then stall)."""
-        fbt = opts.first_byte_timeout
-        ep = opts.dep.endpoint
-        if fbt is None:
-            resp = await self._send(opts, req)
-            return await self._read(resp, ep, req.url)
-        first_by = asyncio.get_running_loop().time() + fbt
-        resp = await self._send(opts, req)
-        first_byte = asyncio.timeout_at(first_by)
-        try:
-            async with first_byte:
-                head = await resp.content.readany()
-        except BaseException as exc:
-            resp.close()
-            if isinstance(exc, builtins.TimeoutError) and first_byte.expired():
-                raise _first_byte_error(opts) from None
-            if is_transport_error(exc):
-                raise translate_transport_error(
-                    exc, provider=ep.provider, model=ep.model, url=req.url
-                ) from None
-            raise
-        return head + await self._read(resp, ep, req.url)
+        """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
+        return await read_body(self._session or self._open(), opts, req)
 
     # -- fan-out (the implementations live in _fanout) ---------------------------------------
 
@@ -588,38 +413,12 @@ class Client:
     # -- observability -----------------------------------------------------------------------
 
     def statistics(self) -> ClientStatistics:
-        session = self._session
-        conns = 0
-        if session is not None and session.connector is not None:
-            connector = session.connector
-            acquired = getattr(connector, "_acquired", ())
-            pooled = getattr(connector, "_conns", {})
-            conns = len(acquired) + sum(len(v) for v in pooled.values())
-        limiters = {_label(k): lim.statistics() for k, lim in self._limiters.all().items()}
-        stats = self._stats
-        return ClientStatistics(
-            requests=stats.requests,
-            in_flight=sum(v.in_flight for v in limiters.values()),
-            waiting_on_limiters=sum(v.waiting for v in limiters.values()),
-            retries=stats.retries,
-            errors=dict(stats.errors),
-            connections_open=conns,
-            limiters=limiters,
-        )
+        """A snapshot of this client's counters, limiters and open connections."""
+        return snapshot(self._session, self._stats, self._limiters)
 
     def __repr__(self) -> str:
         models = ", ".join(self.config.model_names) or "none"
         return f"<salvo.Client {self._state.name.lower()} aliases=[{models}]>"
-
-
-def _first_byte_error(opts: CallOptions) -> TimeoutError:
-    err = TimeoutError(
-        f"{opts.provider} sent nothing for model {opts.model!r} within "
-        f"first_byte_timeout={opts.first_byte_timeout:g} s; salvo retries this. Raise "
-        "first_byte_timeout=... if the model is slow to start answering."
-    )
-    err.provider, err.model = opts.provider, opts.model
-    return err
 
 
 def _estimate(opts: CallOptions, messages: Any, params: Mapping[str, Any]) -> int:
@@ -632,14 +431,6 @@ def _estimate(opts: CallOptions, messages: Any, params: Mapping[str, Any]) -> in
         if budget is not None:
             break
     return estimate_tokens(messages, budget)
-
-
-def _label(key: Any) -> str:
-    """A limiter's name in statistics: provider, base URL and a fingerprint of the key."""
-    provider, base, secret = key
-    if not secret:
-        return f"{provider} {base}"
-    return f"{provider} {base} key#{hashlib.sha256(secret.encode()).hexdigest()[:8]}"
 
 
 def _pick(*values: Any) -> Any:

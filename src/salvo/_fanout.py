@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ._client import check_messages
 from ._errors import AllModelsFailedError, ConfigError, SalvoError
+from ._messages import CALL_KEYS, check_messages
 from ._models import parse_models
 from ._stream import CompletionStream
 from ._types import ModelResponse
@@ -82,7 +82,7 @@ async def arace(
     names = parse_models(models)
     check_messages(messages)
     all_opts = [client.options(m, dict(params)) for m in names]
-    call_params = {k: v for k, v in params.items() if k not in _call_keys()}
+    call_params = {k: v for k, v in params.items() if k not in CALL_KEYS}
     run = client.stream_with if stream else client.complete_with
     tasks = [asyncio.create_task(run(o, messages, call_params)) for o in all_opts]
     index = {t: i for i, t in enumerate(tasks)}
@@ -121,7 +121,7 @@ async def agather_all(
     names = parse_models(models)
     check_messages(messages)
     all_opts = [client.options(m, dict(params)) for m in names]
-    call_params = {k: v for k, v in params.items() if k not in _call_keys()}
+    call_params = {k: v for k, v in params.items() if k not in CALL_KEYS}
 
     async def one(i: int) -> Result:
         try:
@@ -134,12 +134,6 @@ async def agather_all(
         return list(await asyncio.gather(*tasks))
     finally:
         await _cancel_all(tasks, keep=None)
-
-
-def _call_keys() -> frozenset[str]:
-    from ._client import CALL_KEYS
-
-    return CALL_KEYS
 
 
 async def _discard(result: Any) -> None:

@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from .._client import CALL_KEYS, check_messages
 from .._errors import ConfigError, NotFoundError
+from .._messages import CALL_KEYS, check_messages
 from .._pricing import response_cost
 from ..providers.anthropic import from_anthropic_message, to_anthropic_body
 from ._lines import (

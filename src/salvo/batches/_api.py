@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from .._client import check_messages
 from .._errors import ConfigError
+from .._messages import check_messages
 from ..providers import PROVIDERS
 from ._store import FileSource, LocalStore
 from ._types import Batch, FileDeleted, FileObject, Page

@@ -40,8 +40,8 @@ from typing import Any
 
 import msgspec
 
-from .._client import CALL_KEYS
 from .._errors import ConfigError, SalvoError
+from .._messages import CALL_KEYS
 from ._lines import (
     CHAT,
     ENDPOINTS,

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     import aiohttp
     from aiohttp.abc import AbstractStreamWriter
 
-    from .._client import CallOptions, Client
+    from .._call import CallOptions
+    from .._client import Client
 
 __all__ = ["Rest", "StreamedPayload"]
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._client import check_messages
 from .._errors import ConfigError
+from .._messages import check_messages
 from ._lines import CHAT, ENDPOINTS, InputLine, decode_input
 from ._state import INVALID, PENDING, JobDB
 from ._types import Batch, BatchError, BatchErrors

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from .. import batches
-from .._client import CALL_KEYS
+from .._messages import CALL_KEYS
 from ._errors import ProxyError, model_not_found
 from ._files import _limit, _open_spool, encoded, not_found_as_404
 from ._store import BATCH_ID, FILE_ID, batch_mode, check_id, new_route

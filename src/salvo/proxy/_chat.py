@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from .._client import CALL_KEYS, CallOptions, Client, check_messages
+from .._call import CallOptions
+from .._client import Client
 from .._errors import ConfigError, ResponseDecodeError, SalvoError
+from .._messages import CALL_KEYS, check_messages
 from .._models import Deployment
 from .._types import ModelResponse
 from ..providers import HTTPRequest

@@ -1,0 +1,63 @@
+"""Input checks that run before any request is sent, and the per-call keys that configure a
+call rather than the request body."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import ConfigError
+
+__all__ = ["CALL_KEYS", "check_messages"]
+
+#: Per-call keys that configure the call rather than the request body.
+CALL_KEYS = frozenset(
+    {
+        "api_key",
+        "api_base",
+        "base_url",
+        "api_version",
+        "extra_headers",
+        "timeout",
+        "max_retries",
+        "first_byte_timeout",
+        "stream_idle_timeout",
+        "rpm",
+        "tpm",
+        "max_parallel_requests",
+    }
+)
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def check_messages(messages: Any) -> None:
+    """Raise ConfigError unless ``messages`` is a non-empty list of role/content mappings."""
+    if not isinstance(messages, list | tuple) or not messages:
+        raise ConfigError(
+            "messages must be a non-empty list of mappings like "
+            f"{{'role': 'user', 'content': 'Hi'}}, not {type(messages).__name__}: "
+            f"{messages!r:.80}."
+        )
+    for i, m in enumerate(messages):
+        if type(m) is dict and type(m.get("content")) is str and m.get("role") in _ROLES:
+            continue  # the usual message, checked in one line
+        if not isinstance(m, Mapping):
+            raise ConfigError(
+                f"messages[{i}] must be a mapping with 'role' and 'content', "
+                f"not {type(m).__name__}: {m!r:.80}."
+            )
+        role = m.get("role")
+        if role not in _ROLES:
+            raise ConfigError(
+                f"messages[{i}] has role {role!r}; use one of: {', '.join(sorted(_ROLES))}."
+            )
+        if "content" not in m:
+            if role == "assistant" and (m.get("tool_calls") or m.get("function_call")):
+                continue
+            raise ConfigError(f"messages[{i}] (role {role!r}) has no 'content'.")
+        content = m["content"]
+        if not (content is None or isinstance(content, str | list)):
+            raise ConfigError(
+                f"messages[{i}]['content'] must be a string or a list of parts, "
+                f"not {type(content).__name__}."
+            )

@@ -1,0 +1,67 @@
+"""``Client.statistics()``: a frozen snapshot of a client's counters, limiters and sockets."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._limits import LimiterStatistics
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ._limits import Limiters
+    from ._retry import CallStats
+
+__all__ = ["ClientStatistics", "snapshot"]
+
+
+class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of a Client's counters (``Client.statistics()``).
+
+    ``requests``: attempts sent, retries included; ``in_flight``: attempts under way (an open
+    stream counts until it is closed); ``waiting_on_limiters``: calls waiting for their key's
+    limits; ``retries``: retries taken; ``errors``: failed attempts by error class (a call
+    that ran out of time counts one ``TimeoutError`` more); ``connections_open``: sockets the
+    session holds, busy or pooled; ``limiters``: each key's limiter, named
+    ``"provider base_url key#<hash>"`` (a fingerprint, never the key).
+    """
+
+    requests: int
+    in_flight: int
+    waiting_on_limiters: int
+    retries: int
+    errors: dict[str, int]
+    connections_open: int
+    limiters: dict[str, LimiterStatistics]
+
+
+def snapshot(
+    session: aiohttp.ClientSession | None, stats: CallStats, limiters: Limiters
+) -> ClientStatistics:
+    conns = 0
+    if session is not None and session.connector is not None:
+        connector = session.connector
+        acquired = getattr(connector, "_acquired", ())
+        pooled = getattr(connector, "_conns", {})
+        conns = len(acquired) + sum(len(v) for v in pooled.values())
+    by_key = {_label(k): lim.statistics() for k, lim in limiters.all().items()}
+    return ClientStatistics(
+        requests=stats.requests,
+        in_flight=sum(v.in_flight for v in by_key.values()),
+        waiting_on_limiters=sum(v.waiting for v in by_key.values()),
+        retries=stats.retries,
+        errors=dict(stats.errors),
+        connections_open=conns,
+        limiters=by_key,
+    )
+
+
+def _label(key: Any) -> str:
+    """A limiter's name in statistics: provider, base URL and a fingerprint of the key."""
+    provider, base, secret = key
+    if not secret:
+        return f"{provider} {base}"
+    return f"{provider} {base} key#{hashlib.sha256(secret.encode()).hexdigest()[:8]}"

@@ -59,6 +59,16 @@ class SSEDecoder:
             return []
         if self._tail:
             chunk = self._tail + chunk
+        if (
+            chunk[-2:] == b"\n\n"
+            and chunk[:6] == b"data: "
+            and not self._has_data
+            and self._event is None
+        ):
+            data = chunk[6:-2]
+            if b"\n" not in data:  # one whole event in one read: a token of a live stream
+                self._tail = b""
+                return [_new_event(SSEEvent, (None, data))]
         out: list[SSEEvent] = []
         if b"\n\n" in chunk:
             # Whole events first. The usual event is one ``data: ...`` line: sliced out

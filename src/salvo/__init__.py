@@ -4,6 +4,9 @@ Many prompts to one model (:func:`abatch_completion`), one prompt to many models
 winning with the losers closed at once (:func:`arace`), or all of them (:func:`agather_all`).
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._api import abatch_completion as abatch_completion
 from ._api import acompletion as acompletion
 from ._api import aembedding as aembedding
@@ -51,37 +54,39 @@ from ._types import Message as Message
 from ._types import ModelResponse as ModelResponse
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
-from .batches import AsyncStream as AsyncStream
-from .batches import Batch as Batch
-from .batches import BatchError as BatchError
-from .batches import BatchResult as BatchResult
-from .batches import FileDeleted as FileDeleted
-from .batches import FileObject as FileObject
-from .batches import Page as Page
-from .batches import RequestCounts as RequestCounts
-from .batches import abatch_results as abatch_results
-from .batches import acancel_batch as acancel_batch
-from .batches import acreate_batch as acreate_batch
-from .batches import acreate_file as acreate_file
-from .batches import adelete_file as adelete_file
-from .batches import afile_content as afile_content
-from .batches import aiter_file_content as aiter_file_content
-from .batches import alist_batches as alist_batches
-from .batches import alist_files as alist_files
-from .batches import aretrieve_batch as aretrieve_batch
-from .batches import aretrieve_file as aretrieve_file
-from .batches import asubmit_batch as asubmit_batch
-from .batches import await_batch as await_batch
-from .batches import batch_completion_create as batch_completion_create
-from .batches import batch_completion_list as batch_completion_list
-from .batches import batch_completion_retrieve as batch_completion_retrieve
-from .batches import cancel_batch as cancel_batch
-from .batches import create_batch as create_batch
-from .batches import create_file as create_file
-from .batches import file_content as file_content
-from .batches import list_batches as list_batches
-from .batches import retrieve_batch as retrieve_batch
 from .providers import providers as providers
+
+if _TYPE_CHECKING:
+    from .batches import AsyncStream as AsyncStream
+    from .batches import Batch as Batch
+    from .batches import BatchError as BatchError
+    from .batches import BatchResult as BatchResult
+    from .batches import FileDeleted as FileDeleted
+    from .batches import FileObject as FileObject
+    from .batches import Page as Page
+    from .batches import RequestCounts as RequestCounts
+    from .batches import abatch_results as abatch_results
+    from .batches import acancel_batch as acancel_batch
+    from .batches import acreate_batch as acreate_batch
+    from .batches import acreate_file as acreate_file
+    from .batches import adelete_file as adelete_file
+    from .batches import afile_content as afile_content
+    from .batches import aiter_file_content as aiter_file_content
+    from .batches import alist_batches as alist_batches
+    from .batches import alist_files as alist_files
+    from .batches import aretrieve_batch as aretrieve_batch
+    from .batches import aretrieve_file as aretrieve_file
+    from .batches import asubmit_batch as asubmit_batch
+    from .batches import await_batch as await_batch
+    from .batches import batch_completion_create as batch_completion_create
+    from .batches import batch_completion_list as batch_completion_list
+    from .batches import batch_completion_retrieve as batch_completion_retrieve
+    from .batches import cancel_batch as cancel_batch
+    from .batches import create_batch as create_batch
+    from .batches import create_file as create_file
+    from .batches import file_content as file_content
+    from .batches import list_batches as list_batches
+    from .batches import retrieve_batch as retrieve_batch
 
 __version__ = "0.1.0"
 
@@ -165,3 +170,54 @@ __all__ = [
     "retrieve_batch",
     "set_price",
 ]
+
+#: Batch-job names, imported on first use: most programs never touch batch jobs, and the
+#: batch package (SQLite, file store) is a sizeable share of ``import salvo``.
+_LAZY_BATCHES = frozenset(
+    {
+        "AsyncStream",
+        "Batch",
+        "BatchError",
+        "BatchResult",
+        "FileDeleted",
+        "FileObject",
+        "Page",
+        "RequestCounts",
+        "abatch_results",
+        "acancel_batch",
+        "acreate_batch",
+        "acreate_file",
+        "adelete_file",
+        "afile_content",
+        "aiter_file_content",
+        "alist_batches",
+        "alist_files",
+        "aretrieve_batch",
+        "aretrieve_file",
+        "asubmit_batch",
+        "await_batch",
+        "batch_completion_create",
+        "batch_completion_list",
+        "batch_completion_retrieve",
+        "cancel_batch",
+        "create_batch",
+        "create_file",
+        "file_content",
+        "list_batches",
+        "retrieve_batch",
+    }
+)
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY_BATCHES:
+        from . import batches
+
+        value = getattr(batches, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'salvo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_BATCHES)

@@ -42,13 +42,33 @@ async def _keeper(client: Client) -> AsyncGenerator[None, None]:
         await client.aclose()
 
 
+#: The last (loop, client) pair handed out: the common case in one lookup, no coroutine.
+_last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+_last_client: Client | None = None
+
+
+def _cached() -> Client | None:
+    client = _last_client
+    if (
+        client is not None
+        and _last_loop is not None
+        and _last_loop() is asyncio.get_running_loop()
+        and not client.closed
+    ):
+        return client
+    return None
+
+
 async def default_client() -> Client:
     """The Client the module-level functions use on the running loop."""
+    global _last_loop, _last_client
     loop = asyncio.get_running_loop()
     client = _DEFAULTS.get(loop)
     if client is not None and not client.closed:
+        _last_loop, _last_client = weakref.ref(loop), client
         return client
     client = Client()
+    _last_loop, _last_client = weakref.ref(loop), client
     _DEFAULTS[loop] = client
     keeper = _keeper(client)
     await keeper.__anext__()  # the loop now tracks it and finalizes it at shutdown
@@ -86,13 +106,13 @@ async def acompletion(
     model: str, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **params: Any
 ) -> ModelResponse | CompletionStream:
     """One chat completion (a ModelResponse), or with ``stream=True`` a CompletionStream."""
-    client = await default_client()
+    client = _cached() or await default_client()
     return await client.acompletion(model, messages, stream=stream, **params)
 
 
 async def aembedding(model: str, input: Any, **params: Any) -> EmbeddingResponse:
     """Embeddings for a string or a list of strings."""
-    client = await default_client()
+    client = _cached() or await default_client()
     return await client.aembedding(model, input, **params)
 
 
@@ -105,7 +125,7 @@ async def abatch_completion(
     **params: Any,
 ) -> list[Result]:
     """Many prompts to one model; results (or errors) in input order."""
-    client = await default_client()
+    client = _cached() or await default_client()
     return await client.abatch_completion(
         model, list_of_messages, max_concurrency=max_concurrency, on_result=on_result, **params
     )
@@ -149,7 +169,7 @@ async def arace(
     **params: Any,
 ) -> ModelResponse | CompletionStream:
     """The fastest successful answer among ``models``; the losers are closed at once."""
-    client = await default_client()
+    client = _cached() or await default_client()
     return await client.arace(models, messages, stream=stream, **params)
 
 
@@ -157,7 +177,7 @@ async def agather_all(
     models: str | Sequence[str], messages: Sequence[Mapping[str, Any]], **params: Any
 ) -> list[Result]:
     """Every model's answer (or error), in models order."""
-    client = await default_client()
+    client = _cached() or await default_client()
     return await client.agather_all(models, messages, **params)
 
 

@@ -31,6 +31,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python benchmarks/bench_provider_streams.py
 
 # The openai SDK, LiteLLM and matplotlib go in a venv of their own, never in the dev venv.
 bench-compare:

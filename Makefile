@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python benchmarks/bench_provider_streams.py
+	$(BIN)/python benchmarks/bench_local_batch.py --n 100000
 
 # The openai SDK, LiteLLM and matplotlib go in a venv of their own, never in the dev venv.
 bench-compare:

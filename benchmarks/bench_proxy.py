@@ -6,7 +6,11 @@ proxy (``salvo serve`` in front of it), and an aiohttp load generator (this file
 a time limit. Each concurrency level is measured against the fake directly and through the
 proxy, alternating, ``--rounds`` times; the round with the median p50 is reported. The added
 latency is proxy minus direct at the same concurrency; ``x-salvo-overhead-ms`` is the proxy's
-own account of its share (see ``salvo.proxy._relay.Timer``).
+own account of its share (see ``salvo.proxy._relay.Timer``). CPU us/req is the server under
+test's CPU (user + system, children included) per request served; under each saturated level
+a line adds up the CPU per request of all three processes in the proxy run (load generator:
+its own process time over the measured requests; fake: its CPU while serving the proxy), which
+bounds the throughput any proxy can reach on this machine: CPUs / (sum of CPU per request).
 
 Options: ``--concurrency 1,32`` ``--requests 6000`` ``--seconds 15`` ``--rounds 3``
 ``--workers 1`` ``--stream`` (relay SSE instead of JSON) ``--json`` (machine-readable output).
@@ -84,9 +88,17 @@ async def _loadgen(
         latencies.clear()
         overheads.clear()
         started = time.perf_counter()
+        cpu = time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"latencies": latencies, "overheads": overheads, "errors": errors, "elapsed": elapsed}
+        cpu = time.process_time() - cpu
+    return {
+        "latencies": latencies,
+        "overheads": overheads,
+        "errors": errors,
+        "elapsed": elapsed,
+        "cpu": cpu,
+    }
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -107,6 +119,8 @@ def _summary(raw: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": _pct(lat, 0.99) * 1000,
         "overhead_p50_ms": _pct(over, 0.50) if over else None,
         "overhead_p99_ms": _pct(over, 0.99) if over else None,
+        # the load generator's own CPU over the measured requests (no start-up, no warm-up)
+        "loadgen_cpu_us_per_request": raw["cpu"] / max(len(lat) + raw["errors"], 1) * 1e6,
     }
 
 
@@ -146,18 +160,25 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _measure(url: str, args: argparse.Namespace, concurrency: int, pid: int) -> dict[str, Any]:
+def _measure(
+    url: str, args: argparse.Namespace, concurrency: int, pid: int, upstream_pid: int | None = None
+) -> dict[str, Any]:
+    """One load-generator run against ``url``; ``pid`` is the server under test and
+    ``upstream_pid`` (proxy runs) the fake behind it, whose CPU is reported too."""
     cmd = [sys.executable, __file__, "--loadgen", url, "--concurrency", str(concurrency),
            "--requests", str(args.requests), "--seconds", str(args.seconds)]  # fmt: skip
     if args.stream:
         cmd.append("--stream")
     cpu = _cpu_seconds(pid)
+    up = _cpu_seconds(upstream_pid) if upstream_pid is not None else 0.0
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.seconds + 60)
     cpu = _cpu_seconds(pid) - cpu
     summary = _summary(json.loads(out.stdout))
     # CPU of the server under test per request (warm-up requests included in the count)
-    warm = min(concurrency * 4, 200)
-    summary["cpu_us_per_request"] = cpu / max(summary["requests"] + warm, 1) * 1e6
+    served = max(summary["requests"] + summary["errors"] + min(concurrency * 4, 200), 1)
+    summary["cpu_us_per_request"] = cpu / served * 1e6
+    if upstream_pid is not None:
+        summary["upstream_cpu_us_per_request"] = (_cpu_seconds(upstream_pid) - up) / served * 1e6
     return summary
 
 
@@ -206,7 +227,8 @@ def main() -> int:
                 direct, through = [], []
                 for _ in range(args.rounds):
                     direct.append(_measure(fake_url + "/v1/chat/completions", args, c, fake.pid))
-                    through.append(_measure(proxy_url + "/v1/chat/completions", args, c, proxy.pid))
+                    url = proxy_url + "/v1/chat/completions"
+                    through.append(_measure(url, args, c, proxy.pid, fake.pid))
                 d, p = _median_round(direct), _median_round(through)
                 results.append({"concurrency": c, "direct": d, "proxy": p})
         finally:
@@ -244,6 +266,19 @@ def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{'':>4}  added   p50 {p['p50_ms'] - d['p50_ms']:+.3f} ms, "
             f"p99 {p['p99_ms'] - d['p99_ms']:+.3f} ms; "
             f"throughput {p['rps'] / d['rps']:.0%} of direct"
+        )
+        if r["concurrency"] == 1:
+            continue  # one request at a time is bound by latency, not by CPU
+        lg, px, fk = (
+            p["loadgen_cpu_us_per_request"],
+            p["cpu_us_per_request"],
+            p.get("upstream_cpu_us_per_request", 0.0),
+        )
+        total = lg + px + fk
+        ceiling = (os.cpu_count() or 1) * 1e6 / total if total else float("nan")
+        print(
+            f"{'':>4}  CPU/req through the proxy: loadgen {lg:.0f} + proxy {px:.0f} + fake "
+            f"{fk:.0f} = {total:.0f} us, so at most {ceiling:.0f} req/s on {os.cpu_count()} CPUs"
         )
 
 

@@ -37,7 +37,7 @@ from .._types import (
     Usage,
 )
 from ._base import Endpoint
-from ._convert import error_in_stream, now, stream_error
+from ._convert import error_in_stream, event_type, now, stream_error
 
 __all__ = [
     "FINISH_REASONS",
@@ -188,12 +188,6 @@ _Event = (
 )
 _DECODE_EVENT = msgspec.json.Decoder(_Event).decode
 
-
-class _Typed(msgspec.Struct):
-    type: str = ""
-
-
-_DECODE_TYPE = msgspec.json.Decoder(_Typed).decode
 _KNOWN = frozenset(
     {
         "message_start",
@@ -272,7 +266,7 @@ class AnthropicStreamParser:
         try:
             ev = _DECODE_EVENT(data)
         except msgspec.ValidationError as exc:
-            kind = self._peek(data)
+            kind = event_type(data)
             if kind in _KNOWN:
                 raise stream_error(self._ep, f"a malformed {kind} event ({exc})") from None
             return None
@@ -300,12 +294,6 @@ class AnthropicStreamParser:
         if type(ev) is _Error:
             raise in_stream_error(self._ep, ev.error.type, ev.error.message)
         return None  # ping, content_block_stop
-
-    def _peek(self, data: bytes) -> str:
-        try:
-            return _DECODE_TYPE(data).type
-        except msgspec.DecodeError:
-            return ""
 
     def _delta(self, ev: _BlockDelta) -> ChatCompletionChunk | None:
         d = ev.delta

@@ -25,7 +25,7 @@ from .._types import (
     Usage,
 )
 from ._base import Endpoint
-from ._convert import now, stream_error
+from ._convert import event_type, now, stream_error
 
 __all__ = [
     "FINISH_REASONS",
@@ -167,12 +167,6 @@ _Event = (
 )
 _DECODE_EVENT = msgspec.json.Decoder(_Event).decode
 
-
-class _Typed(msgspec.Struct):
-    type: str = ""
-
-
-_DECODE_TYPE = msgspec.json.Decoder(_Typed).decode
 _HANDLED = frozenset(
     {
         "message-start",
@@ -216,7 +210,7 @@ class CohereStreamParser:
         try:
             ev = _DECODE_EVENT(data)
         except msgspec.ValidationError as exc:
-            kind = self._peek(data)
+            kind = event_type(data)
             if kind in _HANDLED:
                 raise stream_error(self._ep, f"a malformed {kind} event ({exc})") from None
             return None  # content-end, tool-plan-delta, citations, debug, newer types
@@ -261,9 +255,3 @@ class CohereStreamParser:
             usage = map_usage(end.usage) if end.usage is not None else None
             return self._chunk(Delta(), finish_reason(end.finish_reason), usage)
         return None
-
-    def _peek(self, data: bytes) -> str:
-        try:
-            return _DECODE_TYPE(data).type
-        except msgspec.DecodeError:
-            return ""

@@ -27,7 +27,9 @@ __all__ = [
     "decode_arguments",
     "decode_failed",
     "error_in_stream",
+    "event_type",
     "image_url_of",
+    "merge_turn",
     "now",
     "parse_data_url",
     "stop_list",
@@ -37,6 +39,32 @@ __all__ = [
 ]
 
 _DECODE_ANY = msgspec.json.Decoder().decode
+
+
+class _Typed(msgspec.Struct):
+    type: str = ""
+
+
+_DECODE_TYPE = msgspec.json.Decoder(_Typed).decode
+
+
+def event_type(data: bytes) -> str:
+    """The ``type`` of a typed stream event ("" when the data is not a JSON object with one)."""
+    try:
+        return _DECODE_TYPE(data).type
+    except msgspec.DecodeError:
+        return ""
+
+
+def merge_turn(turns: list[dict[str, Any]], role: str, items: list[Any], key: str) -> None:
+    """Append ``items`` as a ``role`` turn, merged into the previous turn when it has the same
+    role (providers that want strictly alternating roles); nothing for no items."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
 
 
 def now() -> int:

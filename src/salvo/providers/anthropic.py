@@ -57,6 +57,7 @@ from ._convert import (
     decode_arguments,
     decode_failed,
     image_url_of,
+    merge_turn,
     now,
     parse_data_url,
     stop_list,
@@ -215,15 +216,6 @@ def _tool_result(m: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "tool_result", "tool_use_id": m.get("tool_call_id") or "", "content": value}
 
 
-def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": blocks})
-
-
 def _convert_messages(
     messages: Sequence[Mapping[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -234,16 +226,16 @@ def _convert_messages(
         if role == "system" or role == "developer":
             system.extend(_text_blocks(m.get("content")))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(m))
+            merge_turn(turns, "assistant", _assistant_blocks(m), "content")
         elif role == "tool":
-            _append(turns, "user", [_tool_result(m)])
+            merge_turn(turns, "user", [_tool_result(m)], "content")
         elif role == "function":
             raise ConfigError(
                 "The deprecated 'function' role has no Anthropic equivalent; send tool "
                 "results as role 'tool' messages with a tool_call_id."
             )
         else:
-            _append(turns, "user", _user_blocks(m.get("content")))
+            merge_turn(turns, "user", _user_blocks(m.get("content")), "content")
     return system, turns
 
 

@@ -53,6 +53,7 @@ from ._convert import (
     decode_arguments,
     decode_failed,
     image_url_of,
+    merge_turn,
     now,
     parse_data_url,
     stop_list,
@@ -178,15 +179,6 @@ def _tool_response(m: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, 
     return {"functionResponse": {"name": name, "response": response}}
 
 
-def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": parts})
-
-
 def _contents(
     messages: Sequence[Mapping[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -208,11 +200,11 @@ def _contents(
                 names[call.get("id") or ""] = name
                 args = decode_arguments(fn.get("arguments"), name)
                 parts.append({"functionCall": {"name": name, "args": args}})
-            _append(contents, "model", parts)
+            merge_turn(contents, "model", parts, "parts")
         elif role == "tool":
-            _append(contents, "user", [_tool_response(m, names)])
+            merge_turn(contents, "user", [_tool_response(m, names)], "parts")
         else:
-            _append(contents, "user", _user_parts(m.get("content")))
+            merge_turn(contents, "user", _user_parts(m.get("content")), "parts")
     return system, contents
 
 

@@ -315,29 +315,34 @@ class Client:
 
     # -- the machinery ---------------------------------------------------------------------
 
-    async def _with_retries(
+    # These three return the coroutine to await rather than being coroutines themselves: a
+    # frame less between the caller and aiohttp, which every resume of the request crosses.
+
+    def _with_retries(
         self,
         opts: CallOptions,
         attempt: Callable[[], Coroutine[Any, Any, T]],
         tokens: int,
         deadline: float | None = None,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """Run ``attempt`` (one request) under the key's limiter, retried per the policy, all
         within the call's deadline (loop time; by default ``opts.timeout`` from now)."""
         loop = self._check_loop()
         if deadline is None and opts.timeout is not None:
             deadline = loop.time() + opts.timeout
-        return await call_with_retries(
+        return call_with_retries(
             opts, attempt, tokens, deadline, policy=self.retry_policy, stats=self._stats
         )
 
-    async def _send(self, opts: CallOptions, req: HTTPRequest) -> aiohttp.ClientResponse:
+    def _send(
+        self, opts: CallOptions, req: HTTPRequest
+    ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
         """Send and wait for the status line; an error status is read and raised here."""
-        return await send(self._session or self._open(), opts, req)
+        return send(self._session or self._open(), opts, req)
 
-    async def _read_body(self, opts: CallOptions, req: HTTPRequest) -> bytes:
+    def _read_body(self, opts: CallOptions, req: HTTPRequest) -> Coroutine[Any, Any, bytes]:
         """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
-        return await read_body(self._session or self._open(), opts, req)
+        return read_body(self._session or self._open(), opts, req)
 
     # -- fan-out (the implementations live in _fanout) ---------------------------------------
 

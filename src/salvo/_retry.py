@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import functools
 import logging
 import random
@@ -58,6 +59,8 @@ log = logging.getLogger("salvo")
 log.addHandler(logging.NullHandler())  # a library: the application decides what is shown
 
 T = TypeVar("T")
+
+_NO_DEADLINE = contextlib.nullcontext()
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 MAX_RETRY_AFTER = 60.0
@@ -177,20 +180,42 @@ async def call_with_retries(
     or ``deadline`` (loop time) passes; the deadline raises :class:`~salvo.TimeoutError`.
 
     A result with a ``_hold_slot(callback)`` method (a stream) keeps its limiter slot until it
-    is closed: it calls ``callback(total_tokens or None)`` then."""
-    phase = ["waiting for the key's rate limits"]
-    if deadline is None:
-        return await _attempts(call, attempt, tokens, None, policy, stats, phase)
+    is closed: it calls ``callback(total_tokens or None)`` then. One coroutine frame for the
+    whole loop: every await of the request below resumes through each frame above it."""
+    phase = "waiting for the key's rate limits"
+    limiter = call.limiter
+    retries = 0
     try:
-        with deadline_at(deadline):  # asyncio.timeout_at, minus most of its cost per call
-            return await _attempts(call, attempt, tokens, deadline, policy, stats, phase)
+        with _NO_DEADLINE if deadline is None else deadline_at(deadline):
+            while True:
+                await limiter.acquire(tokens)
+                stats.requests += 1
+                phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
+                try:
+                    result = await attempt()
+                except SalvoError as exc:
+                    limiter.release()
+                    err = exc
+                except BaseException:
+                    limiter.release()
+                    raise
+                else:
+                    hold = getattr(result, "_hold_slot", None)
+                    if hold is None or not hold(functools.partial(limiter.release, tokens)):
+                        used = _used_tokens(result) if limiter.counts_tokens else None
+                        limiter.release(tokens, used)
+                    return result
+                delay = _after_failure(call, err, retries, deadline, policy, stats)
+                retries += 1
+                phase = f"waiting {delay:.2f} s to start retry {retries}"
+                await asyncio.sleep(delay)
     except builtins.TimeoutError as exc:
-        if isinstance(exc, SalvoError):
+        if isinstance(exc, SalvoError) or deadline is None:
             raise
         err = TimeoutError(
             f"The call to {call.provider} model {call.model!r} did not finish within its "
             f"{call.timeout:g} s deadline (timeout={call.timeout:g}, retries included); it was "
-            f"{phase[0]}. Pass timeout=... to allow more time."
+            f"{phase}. Pass timeout=... to allow more time."
         )
         err.provider, err.model = call.provider, call.model
         stats.errors["TimeoutError"] += 1
@@ -198,77 +223,54 @@ async def call_with_retries(
         raise err from None
 
 
-async def _attempts(
+def _after_failure(
     call: RetryCall,
-    attempt: Callable[[], Coroutine[Any, Any, T]],
-    tokens: int,
+    err: SalvoError,
+    retries: int,
     deadline: float | None,
     policy: RetryPolicy,
     stats: CallStats,
-    phase: list[str],
-) -> T:
-    limiter = call.limiter
-    loop = asyncio.get_running_loop()
-    retries = 0
-    while True:
-        await limiter.acquire(tokens)
-        stats.requests += 1
-        phase[0] = f"in attempt {retries + 1} of {call.max_retries + 1}"
-        try:
-            result = await attempt()
-        except SalvoError as exc:
-            limiter.release()
-            err = exc
-        except BaseException:
-            limiter.release()
-            raise
-        else:
-            hold = getattr(result, "_hold_slot", None)
-            if hold is None or not hold(functools.partial(limiter.release, tokens)):
-                limiter.release(tokens, _used_tokens(result) if limiter.counts_tokens else None)
-            return result
-
-        if call.secret:
-            redact_secret(err, call.secret)
-        stats.errors[type(err).__name__] += 1
-        pause = policy.key_pause(err)
-        if pause:
-            limiter.pause(pause)
-        n = retries + 1
-        if not policy.is_retryable(err):
-            _log(logging.DEBUG, call, err, n, "%s model %r failed: %s", err)
-            raise err
-        delay = policy.delay(err, retries)
-        why = None
-        if delay is None:
-            asked = err.retry_after if isinstance(err, ProviderError) else None
-            why = (
-                f"the server asked to wait {asked:g} s, more than "
-                f"max_retry_after={policy.max_retry_after:g} s"
-            )
-        elif retries >= call.max_retries:
-            why = f"{n} attempt(s) (max_retries={call.max_retries})"
-        elif deadline is not None and loop.time() + delay >= deadline:
-            why = f"{n} attempt(s): the next retry would start after the call's deadline"
-        if why is not None or delay is None:
-            err.add_note(f"salvo gave up after {why}.")
-            _log(logging.WARNING, call, err, n, "giving up on %s model %r after %s: %s", why, err)
-            raise err
-        retries += 1
-        stats.retries += 1
-        _log(
-            logging.INFO,
-            call,
-            err,
-            n,
-            "retrying %s model %r in %.2f s after %s (retry %d of %d)",
-            delay,
-            _describe(err),
-            retries,
-            call.max_retries,
+) -> float:
+    """Account for a failed attempt; the seconds to wait before the next, or raise ``err``."""
+    if call.secret:
+        redact_secret(err, call.secret)
+    stats.errors[type(err).__name__] += 1
+    pause = policy.key_pause(err)
+    if pause:
+        call.limiter.pause(pause)
+    n = retries + 1
+    if not policy.is_retryable(err):
+        _log(logging.DEBUG, call, err, n, "%s model %r failed: %s", err)
+        raise err
+    delay = policy.delay(err, retries)
+    why = None
+    if delay is None:
+        asked = err.retry_after if isinstance(err, ProviderError) else None
+        why = (
+            f"the server asked to wait {asked:g} s, more than "
+            f"max_retry_after={policy.max_retry_after:g} s"
         )
-        phase[0] = f"waiting {delay:.2f} s to start retry {retries}"
-        await asyncio.sleep(delay)
+    elif retries >= call.max_retries:
+        why = f"{n} attempt(s) (max_retries={call.max_retries})"
+    elif deadline is not None and asyncio.get_running_loop().time() + delay >= deadline:
+        why = f"{n} attempt(s): the next retry would start after the call's deadline"
+    if why is not None or delay is None:
+        err.add_note(f"salvo gave up after {why}.")
+        _log(logging.WARNING, call, err, n, "giving up on %s model %r after %s: %s", why, err)
+        raise err
+    stats.retries += 1
+    _log(
+        logging.INFO,
+        call,
+        err,
+        n,
+        "retrying %s model %r in %.2f s after %s (retry %d of %d)",
+        delay,
+        _describe(err),
+        n,
+        call.max_retries,
+    )
+    return delay
 
 
 def _used_tokens(result: Any) -> int | None:

@@ -137,6 +137,8 @@ async def run_demo(
             for name, r in zip(["hare", "flaky", "tortoise"], results, strict=True):
                 if isinstance(r, salvo.SalvoError):
                     o.line(f"   {name:<9} error: {type(r).__name__}: {r}")
+                    for note in getattr(r, "__notes__", ()):  # "salvo gave up after ..."
+                        o.line(o.dim(f"             {note}"))
                 else:
                     o.line(f"   {name:<9} {r.latency_s * 1000:6.1f} ms  {r.content!r}")
             shown["gather"] = [type(r).__name__ for r in results]

@@ -1,130 +1,50 @@
 """The proxy's added latency and throughput: ``python benchmarks/bench_proxy.py``.
 
-Three processes on loopback: the fake provider (``python -m salvo.testing --no-records``), the
-proxy (``salvo serve`` in front of it), and an aiohttp load generator (this file with
-``--loadgen``) that keeps a fixed number of requests in flight, bounded by a request count and
-a time limit. Each concurrency level is measured against the fake directly and through the
-proxy, alternating, ``--rounds`` times; the round with the median p50 is reported. The added
-latency is proxy minus direct at the same concurrency; ``x-salvo-overhead-ms`` is the proxy's
-own account of its share (see ``salvo.proxy._relay.Timer``). CPU us/req is the server under
-test's CPU (user + system, children included) per request served; under each saturated level
-a line adds up the CPU per request of all three processes in the proxy run (load generator:
-its own process time over the measured requests; fake: its CPU while serving the proxy), which
-bounds the throughput any proxy can reach on this machine: CPUs / (sum of CPU per request).
+Processes on loopback: the fake provider (``python -m salvo.testing --no-records``), the salvo
+proxy (``salvo serve`` in front of it), a raw aiohttp relay in front of it too
+(``_raw_relay.py``: the least any aiohttp-based proxy can cost, our physical limit) and a load
+generator that keeps a fixed number of requests in flight (``_loadgen.py``: wrk when it is
+installed, else an aiohttp client). Each concurrency level is measured against the fake
+directly, through the raw relay and through the proxy, in turn, ``--rounds`` times. Each figure
+is its median over the rounds; the added latency (relay minus direct) and salvo-vs-raw ratios
+are taken within each round, then their median, because this machine's speed drifts by tens of
+percent from one minute to the next (the fake's own CPU per request, the same work in every
+row, shows by how much); ``x-salvo-overhead-ms`` is the proxy's own account of its share (see
+``salvo.proxy._relay.Timer``).
 
-Options: ``--concurrency 1,32`` ``--requests 6000`` ``--seconds 15`` ``--rounds 3``
-``--workers 1`` ``--stream`` (relay SSE instead of JSON) ``--json`` (machine-readable output).
+CPU us/req is each process's CPU (user + system) per request served: the relay under test,
+the fake behind it and the load generator. Their sum bounds the throughput of the whole
+machine: CPUs / (sum of CPU per request). A relay is a single process (``--workers 1``), so it
+also stops at 1 / (its own CPU per request) whatever the other core does.
+
+Options: ``--concurrency 1,32`` ``--seconds 3`` ``--rounds 5`` ``--workers 1``
+``--loadgen auto|wrk|python`` ``--requests 6000`` (python generator only) ``--stream`` (relay
+SSE instead of JSON) ``--json`` (machine-readable output).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _loadgen
+from benchmarks._fake import proc_cpu_s
 
 KEY = "bench-master-key"
-BODY = json.dumps(
-    {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}]}
-).encode()
-
-
-# -- the load generator (its own process) ----------------------------------------------------
-
-
-async def _loadgen(
-    url: str, concurrency: int, requests: int, seconds: float, stream: bool
-) -> dict[str, Any]:
-    import aiohttp
-
-    host = urlsplit(url).hostname or ""
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-        raise SystemExit(f"refusing to load a non-loopback address: {host}")
-    body = json.loads(BODY)
-    if stream:
-        body["stream"] = True
-    payload = json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-    overheads: list[float] = []
-    errors = 0
-    remaining = requests
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-
-        async def one() -> None:
-            nonlocal errors
-            t0 = time.perf_counter()
-            async with http.post(url, data=payload, headers=headers) as resp:
-                await resp.read()
-                ok = resp.status == 200
-                overhead = resp.headers.get("x-salvo-overhead-ms")
-            if not ok:
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - t0)
-            if overhead is not None:
-                overheads.append(float(overhead))
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0 and time.perf_counter() < deadline:
-                remaining -= 1
-                await one()
-
-        for _ in range(min(concurrency * 4, 200)):  # warm the connections and the JIT-less paths
-            await one()
-        latencies.clear()
-        overheads.clear()
-        started = time.perf_counter()
-        cpu = time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-    return {
-        "latencies": latencies,
-        "overheads": overheads,
-        "errors": errors,
-        "elapsed": elapsed,
-        "cpu": cpu,
-    }
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _summary(raw: dict[str, Any]) -> dict[str, Any]:
-    lat = raw["latencies"]
-    over = raw["overheads"]
-    return {
-        "requests": len(lat),
-        "errors": raw["errors"],
-        "rps": len(lat) / raw["elapsed"] if raw["elapsed"] else 0.0,
-        "p50_ms": _pct(lat, 0.50) * 1000,
-        "p99_ms": _pct(lat, 0.99) * 1000,
-        "overhead_p50_ms": _pct(over, 0.50) if over else None,
-        "overhead_p99_ms": _pct(over, 0.99) if over else None,
-        # the load generator's own CPU over the measured requests (no start-up, no warm-up)
-        "loadgen_cpu_us_per_request": raw["cpu"] / max(len(lat) + raw["errors"], 1) * 1e6,
-    }
-
-
-# -- the driver ---------------------------------------------------------------------------------
+BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}]}
+TARGETS = ("direct", "raw", "proxy")
+_LABELS = {"direct": "fake direct", "raw": "raw aiohttp relay", "proxy": "salvo proxy"}
 
 
 def _start(cmd: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
@@ -147,138 +67,176 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its children still running (Linux /proc)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
+    """User + system CPU of ``pid`` and of its children still running (``--workers N``)."""
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(proc_cpu_s(p) for p in pids)
 
 
 def _measure(
-    url: str, args: argparse.Namespace, concurrency: int, pid: int, upstream_pid: int | None = None
+    tool: str, url: str, args: argparse.Namespace, concurrency: int, pids: list[int]
 ) -> dict[str, Any]:
-    """One load-generator run against ``url``; ``pid`` is the server under test and
-    ``upstream_pid`` (proxy runs) the fake behind it, whose CPU is reported too."""
-    cmd = [sys.executable, __file__, "--loadgen", url, "--concurrency", str(concurrency),
-           "--requests", str(args.requests), "--seconds", str(args.seconds)]  # fmt: skip
-    if args.stream:
-        cmd.append("--stream")
-    cpu = _cpu_seconds(pid)
-    up = _cpu_seconds(upstream_pid) if upstream_pid is not None else 0.0
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.seconds + 60)
-    cpu = _cpu_seconds(pid) - cpu
-    summary = _summary(json.loads(out.stdout))
-    # CPU of the server under test per request (warm-up requests included in the count)
-    served = max(summary["requests"] + summary["errors"] + min(concurrency * 4, 200), 1)
-    summary["cpu_us_per_request"] = cpu / served * 1e6
-    if upstream_pid is not None:
-        summary["upstream_cpu_us_per_request"] = (_cpu_seconds(upstream_pid) - up) / served * 1e6
-    return summary
+    """One load-generator run against ``url``; ``pids``: the server under test, then (for the
+    relays) the fake behind it."""
+    body = dict(BODY, stream=True) if args.stream else BODY
+    payload = json.dumps(body).encode()
+
+    def probe() -> list[float]:
+        return [_cpu_seconds(p) for p in pids]
+
+    if tool == "wrk":
+        result = _loadgen.run_wrk(url, concurrency, args.seconds, payload, KEY, probe)
+    else:
+        result = _loadgen.run_python(
+            url, concurrency, args.requests, args.seconds, payload, KEY, probe
+        )
+    cpu = result.pop("server_cpu_us_per_request")
+    result["cpu_us_per_request"] = cpu[0]
+    result["upstream_cpu_us_per_request"] = cpu[1] if len(cpu) > 1 else None
+    return result
 
 
-def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    return sorted(rounds, key=lambda r: r["p50_ms"])[len(rounds) // 2]
+def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (None stays None)."""
+    return {
+        k: None if rounds[0][k] is None else statistics.median(r[k] for r in rounds)
+        for k in rounds[0]
+    }
+
+
+def _paired(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Differences and ratios taken within each round (the three targets measured back to
+    back), then their median: steadier than comparing medians when the machine's speed drifts."""
+    d, raw, p = rounds["direct"], rounds["raw"], rounds["proxy"]
+    n = range(len(d))
+    return {
+        "raw_added_p50_ms": statistics.median(raw[i]["p50_ms"] - d[i]["p50_ms"] for i in n),
+        "proxy_added_p50_ms": statistics.median(p[i]["p50_ms"] - d[i]["p50_ms"] for i in n),
+        "proxy_added_p99_ms": statistics.median(p[i]["p99_ms"] - d[i]["p99_ms"] for i in n),
+        "cpu_ratio_to_raw": statistics.median(
+            p[i]["cpu_us_per_request"] / raw[i]["cpu_us_per_request"] for i in n
+        ),
+        "rps_ratio_to_raw": statistics.median(p[i]["rps"] / raw[i]["rps"] for i in n),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--requests", type=int, default=6000)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--loadgen", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     levels = [int(c) for c in str(args.concurrency).split(",")]
-    if args.loadgen:
-        result = asyncio.run(
-            _loadgen(args.loadgen, levels[0], args.requests, args.seconds, args.stream)
+    tool = _loadgen.pick(args.loadgen)
+    if tool == "python" and args.loadgen == "auto":
+        print(
+            "wrk is not installed (Debian: apt-get install wrk): using the aiohttp load "
+            "generator, whose own CPU caps the throughput figures on 2 cores.",
+            file=sys.stderr,
         )
-        json.dump(result, sys.stdout)
-        return 0
 
-    fake, fake_url = _start(
-        [sys.executable, "-m", "salvo.testing", "--port", "0", "--no-records"], "listening on "
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "proxy.yaml"
-        config.write_text(
-            "model_list:\n  - model_name: bench\n    params:\n"
-            f"      model: openai/gpt-4o-mini\n      api_base: {fake_url}/v1\n      api_key: k\n"
-            f"general_settings:\n  master_key: {KEY}\n",
-            encoding="utf-8",
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        fake, fake_url = _start(
+            [sys.executable, "-m", "salvo.testing", "--port", "0", "--no-records"],
+            "listening on ",
         )
-        proxy, proxy_url = _start(
-            [sys.executable, "-m", "salvo.cli", "serve", "--config", str(config),
-             "--port", "0", "--workers", str(args.workers)],
+        procs.append(fake)
+        raw, raw_url = _start(
+            [sys.executable, str(Path(__file__).parent / "_raw_relay.py"),
+             fake_url + "/v1/chat/completions"],
             "listening on ",
         )  # fmt: skip
-        try:
+        procs.append(raw)
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "proxy.yaml"
+            config.write_text(
+                "model_list:\n  - model_name: bench\n    params:\n"
+                f"      model: openai/gpt-4o-mini\n      api_base: {fake_url}/v1\n"
+                f"      api_key: k\ngeneral_settings:\n  master_key: {KEY}\n",
+                encoding="utf-8",
+            )
+            proxy, proxy_url = _start(
+                [sys.executable, "-m", "salvo.cli", "serve", "--config", str(config),
+                 "--port", "0", "--workers", str(args.workers)],
+                "listening on ",
+            )  # fmt: skip
+            procs.append(proxy)
+            urls = {"direct": fake_url, "raw": raw_url, "proxy": proxy_url}
+            pids = {
+                "direct": [fake.pid],
+                "raw": [raw.pid, fake.pid],
+                "proxy": [proxy.pid, fake.pid],
+            }
             results = []
             for c in levels:
-                direct, through = [], []
+                rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
                 for _ in range(args.rounds):
-                    direct.append(_measure(fake_url + "/v1/chat/completions", args, c, fake.pid))
-                    url = proxy_url + "/v1/chat/completions"
-                    through.append(_measure(url, args, c, proxy.pid, fake.pid))
-                d, p = _median_round(direct), _median_round(through)
-                results.append({"concurrency": c, "direct": d, "proxy": p})
-        finally:
-            _stop(proxy)
-            _stop(fake)
-    _report(results, args)
+                    for t in TARGETS:
+                        url = urls[t] + "/v1/chat/completions"
+                        rounds[t].append(_measure(tool, url, args, c, pids[t]))
+                medians = {t: _medians(rounds[t]) for t in TARGETS}
+                results.append({"concurrency": c, **medians, "paired": _paired(rounds)})
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+    _report(results, args, tool)
     return 0
 
 
-def _report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def _report(results: list[dict[str, Any]], args: argparse.Namespace, tool: str) -> None:
     if args.json:
-        json.dump(results, sys.stdout, indent=2)
+        json.dump({"loadgen": tool, "results": results}, sys.stdout, indent=2)
         print()
         return
     kind = "streamed (SSE)" if args.stream else "JSON"
+    cpus = os.cpu_count() or 1
+    length = f"{args.seconds:g} s"
+    if tool == "python":
+        length = f"up to {args.requests} requests / {length}"
     print(
-        f"salvo proxy benchmark: {kind} chat completions, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, proxy workers {args.workers}, "
-        f"median of {args.rounds} rounds, up to {args.requests} requests / {args.seconds:g} s each"
+        f"salvo proxy benchmark: {kind} chat completions, {cpus} CPUs, Python "
+        f"{platform.python_version()}, load generator {tool}, proxy workers {args.workers}, "
+        f"medians of {args.rounds} rounds of {length} each"
     )
-    head = f"{'conc':>4}  {'target':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
-    print(head + f" {'CPU us/req':>10}  {'overhead p50/p99 ms':>20}")
+    print(
+        f"{'conc':>4}  {'target':<18} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
+        f" {'CPU us/req':>10} {'fake us/req':>11} {'loadgen':>7}  {'overhead p50/p99 ms':>19}"
+    )
     for r in results:
-        for name in ("direct", "proxy"):
+        for name in TARGETS:
             s = r[name]
             over = ""
             if s["overhead_p50_ms"] is not None:
                 over = f"{s['overhead_p50_ms']:.3f} / {s['overhead_p99_ms']:.3f}"
+            fake = s["upstream_cpu_us_per_request"]
             print(
-                f"{r['concurrency']:>4}  {name:<7} {s['rps']:>8.0f} {s['p50_ms']:>8.3f} "
-                f"{s['p99_ms']:>8.3f} {s['errors']:>6} {s['cpu_us_per_request']:>10.0f}  {over:>20}"
+                f"{r['concurrency']:>4}  {_LABELS[name]:<18} {s['rps']:>7.0f} {s['p50_ms']:>7.3f} "
+                f"{s['p99_ms']:>7.3f} {s['errors']:>6} {s['cpu_us_per_request']:>10.0f} "
+                f"{'' if fake is None else f'{fake:.0f}':>11} "
+                f"{s['loadgen_cpu_us_per_request']:>7.0f}  {over:>19}"
             )
-        d, p = r["direct"], r["proxy"]
+        p, pair = r["proxy"], r["paired"]
         print(
-            f"{'':>4}  added   p50 {p['p50_ms'] - d['p50_ms']:+.3f} ms, "
-            f"p99 {p['p99_ms'] - d['p99_ms']:+.3f} ms; "
-            f"throughput {p['rps'] / d['rps']:.0%} of direct"
+            f"{'':>4}  added p50: raw relay {pair['raw_added_p50_ms']:+.3f} ms, salvo proxy "
+            f"{pair['proxy_added_p50_ms']:+.3f} ms (p99 {pair['proxy_added_p99_ms']:+.3f} ms); "
+            f"salvo vs the raw relay: CPU/req {pair['cpu_ratio_to_raw']:.2f}x, "
+            f"req/s {pair['rps_ratio_to_raw']:.2f}x"
         )
         if r["concurrency"] == 1:
             continue  # one request at a time is bound by latency, not by CPU
-        lg, px, fk = (
-            p["loadgen_cpu_us_per_request"],
-            p["cpu_us_per_request"],
-            p.get("upstream_cpu_us_per_request", 0.0),
-        )
-        total = lg + px + fk
-        ceiling = (os.cpu_count() or 1) * 1e6 / total if total else float("nan")
+        total = p["loadgen_cpu_us_per_request"] + p["cpu_us_per_request"]
+        total += p["upstream_cpu_us_per_request"] or 0.0
         print(
-            f"{'':>4}  CPU/req through the proxy: loadgen {lg:.0f} + proxy {px:.0f} + fake "
-            f"{fk:.0f} = {total:.0f} us, so at most {ceiling:.0f} req/s on {os.cpu_count()} CPUs"
+            f"{'':>4}  CPU per proxied request, all processes: {total:.0f} us, so at most "
+            f"{cpus * 1e6 / total:.0f} req/s on {cpus} CPUs; the proxy alone at most "
+            f"{min(args.workers, cpus) * 1e6 / p['cpu_us_per_request']:.0f} req/s"
         )
 
 

@@ -10,6 +10,7 @@ headers are sent; each chunk after that is one ``write`` of the bytes that arriv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from .._deadline import deadline_at
 from .._errors import SalvoError
 from .._http import is_transport_error
 from ._errors import ProxyError, Redactor, error_body, from_exception
@@ -48,6 +50,7 @@ SSE_HEADERS = {
 _DONE = b"data: [DONE]\n\n"
 _ENCODE = msgspec.json.Encoder().encode
 _perf = time.perf_counter
+_NO_DEADLINE = contextlib.nullcontext()
 
 
 class Timer:
@@ -129,7 +132,7 @@ async def relay_sse(
     try:
         await resp.prepare(request)
         try:
-            async with asyncio.timeout_at(deadline):
+            with _NO_DEADLINE if deadline is None else deadline_at(deadline):
                 complete, tail = await _pump(upstream, resp, idle_timeout)
         except Exception as exc:
             if not is_transport_error(exc):

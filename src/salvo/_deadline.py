@@ -18,6 +18,7 @@ a cancellation that came from elsewhere stays a cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from types import TracebackType
 
 __all__ = ["COARSE_AFTER", "TICK", "Deadline", "deadline_at"]
@@ -128,6 +129,10 @@ class Deadline:
             self._task.cancel()
 
 
-def deadline_at(when: float) -> Deadline:
-    """``with deadline_at(loop_time):`` cancel the block's task at ``when``; TimeoutError."""
-    return Deadline(when)
+_NO_DEADLINE: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def deadline_at(when: float | None) -> Deadline | contextlib.nullcontext[None]:
+    """``with deadline_at(loop_time):`` cancel the block's task at ``when``; TimeoutError.
+    ``None`` is no deadline (a shared no-op), as with ``asyncio.timeout_at(None)``."""
+    return _NO_DEADLINE if when is None else Deadline(when)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import functools
 import logging
 import random
@@ -59,8 +58,6 @@ log = logging.getLogger("salvo")
 log.addHandler(logging.NullHandler())  # a library: the application decides what is shown
 
 T = TypeVar("T")
-
-_NO_DEADLINE = contextlib.nullcontext()
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 MAX_RETRY_AFTER = 60.0
@@ -186,7 +183,7 @@ async def call_with_retries(
     limiter = call.limiter
     retries = 0
     try:
-        with _NO_DEADLINE if deadline is None else deadline_at(deadline):
+        with deadline_at(deadline):
             while True:
                 await limiter.acquire(tokens)
                 stats.requests += 1

@@ -10,7 +10,6 @@ headers are sent; each chunk after that is one ``write`` of the bytes that arriv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -50,7 +49,6 @@ SSE_HEADERS = {
 _DONE = b"data: [DONE]\n\n"
 _ENCODE = msgspec.json.Encoder().encode
 _perf = time.perf_counter
-_NO_DEADLINE = contextlib.nullcontext()
 
 
 class Timer:
@@ -132,7 +130,7 @@ async def relay_sse(
     try:
         await resp.prepare(request)
         try:
-            with _NO_DEADLINE if deadline is None else deadline_at(deadline):
+            with deadline_at(deadline):
                 complete, tail = await _pump(upstream, resp, idle_timeout)
         except Exception as exc:
             if not is_transport_error(exc):

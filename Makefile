@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo bench bench-compare bench-real test-real clean
+.PHONY: install test lint typecheck pytest demo bench bench-compare bench-real test-real mutate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
@@ -47,6 +47,11 @@ bench-real: $(STAMP)
 test-real: $(STAMP)
 	$(BIN)/python -m benchmarks.real --setup-only
 	$(BIN)/pytest -q -o addopts='-p no:cacheprovider' tests/real
+
+# Mutation testing (not part of make test: it takes a while). mutmut goes in the dev venv.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install -q 'mutmut==3.8.*'
+	$(BIN)/python tools/mutate.py --show-survivors
 
 clean:
 	rm -rf $(VENV) build dist

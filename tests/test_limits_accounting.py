@@ -107,3 +107,18 @@ async def test_a_short_429_pause_holds_the_next_call(fake: FakeProvider) -> None
             await client.acompletion("openai/m", MSGS, **kw)
         await client.acompletion("openai/n", MSGS, **kw)  # same key: waits out the pause
         assert 0.999 <= now() - t0 < 1.05
+
+
+def test_rates_may_be_fractional_but_the_concurrency_cap_is_whole() -> None:
+    spec = LimitSpec(rpm=1.5, tpm=2.5, max_parallel_requests=2)
+    assert (spec.rpm, spec.tpm, spec.max_parallel_requests) == (1.5, 2.5, 2)
+    with pytest.raises(salvo.ConfigError, match="max_parallel_requests"):
+        LimitSpec(max_parallel_requests=1.5)  # type: ignore[arg-type]
+
+
+def test_the_token_estimate_counts_text_parts_exactly() -> None:
+    from salvo._limits import estimate_tokens
+
+    parts = [{"role": "user", "content": [{"type": "text", "text": "abc"}, {"type": "image"}]}]
+    assert estimate_tokens(parts, None) == 0 + 4  # 3 characters: no whole token, 4 a message
+    assert estimate_tokens(parts, 10) == 14

@@ -1,0 +1,166 @@
+"""Mutation testing (``make mutate``): how many changes to the code would no test notice?
+
+For each module below, mutmut (3.x) makes every mutant of it; mutants that only change a
+string literal (messages, mostly) are left out; a seeded sample of the rest (70 a module by
+default) is run against that module's tests; the score is the share killed. Each module runs
+in a scratch copy of the repository, so nothing here touches the working tree.
+
+    python tools/mutate.py                      # every module, 70 mutants each
+    python tools/mutate.py --sample 0 --module src/salvo/_limits.py   # all of one module
+
+Survivors are printed with their diffs: each is a test to write, or a mutant that changes
+nothing observable (an equivalent mutant), which only a reader can tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tokenize
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: module -> the tests that exercise it (mutmut runs, for each mutant, those that reach it).
+MODULES: dict[str, list[str]] = {
+    "src/salvo/_limits.py": ["tests/test_limits.py", "tests/test_limits_accounting.py"],
+    "src/salvo/_retry.py": [
+        "tests/test_retry.py",
+        "tests/test_faults.py",
+        "tests/test_redaction.py",
+        "tests/test_errors_in_detail.py",
+        "tests/test_limits_accounting.py",
+    ],
+    "src/salvo/_stream.py": [
+        "tests/test_core_e2e.py",
+        "tests/test_faults.py",
+        "tests/test_hot_path.py",
+        "tests/test_errors_in_detail.py",
+        "tests/test_limits_accounting.py",
+    ],
+    "src/salvo/_fanout.py": ["tests/test_core_e2e.py", "tests/test_providers_e2e.py"],
+    "src/salvo/batches/_engine.py": [
+        "tests/test_batch_local.py",
+        "tests/test_batch_engine_totals.py",
+    ],
+}
+
+_COPY = ("src", "tests", "pyproject.toml")
+_STATUS = re.compile(r"^\s*(\S+): (.+)$")
+
+
+def _mutmut(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    return subprocess.run(
+        [str(mutmut), *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def _scratch(module: str, tests: list[str]) -> Path:
+    work = Path(tempfile.mkdtemp(prefix="salvo-mutate-"))
+    for name in _COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / name)
+    selection = ", ".join(f'"{t}"' for t in tests)
+    with open(work / "pyproject.toml", "a", encoding="utf-8") as f:
+        f.write(
+            "\n[tool.mutmut]\n"
+            'source_paths = ["src/"]\n'
+            f'only_mutate = ["{module}"]\n'
+            f"pytest_add_cli_args_test_selection = [{selection}]\n"
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        )
+    return work
+
+
+def _results(work: Path) -> dict[str, str]:
+    out = _mutmut(work, "results", "--all", "true").stdout
+    found = {}
+    for line in out.splitlines():
+        m = _STATUS.match(line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    return found
+
+
+def _diff(work: Path, name: str) -> str:
+    return _mutmut(work, "show", name).stdout
+
+
+def _code_only(lines: list[str]) -> str:
+    """The lines with every string literal blanked (so a string-only change compares equal)."""
+    text = "\n".join(line.strip() for line in lines)
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return text
+    return " ".join("S" if t.type == tokenize.STRING else t.string for t in tokens)
+
+
+def string_only(diff: str) -> bool:
+    minus = [x[1:] for x in diff.splitlines() if x.startswith("-") and not x.startswith("---")]
+    plus = [x[1:] for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++")]
+    return bool(minus) and _code_only(minus) == _code_only(plus)
+
+
+def run_module(module: str, tests: list[str], sample: int, seed: int) -> tuple[int, int, list[str]]:
+    work = _scratch(module, tests)
+    try:
+        # Make the mutants (and mutmut's stats) without running any: a name that matches none.
+        _mutmut(work, "run", "__none__")
+        names = sorted(_results(work))
+        random.Random(seed).shuffle(names)
+        chosen: list[str] = []
+        skipped = 0
+        for name in names:  # string-only ones are left out as they come up (a diff each)
+            if 0 < sample <= len(chosen):
+                break
+            if string_only(_diff(work, name)):
+                skipped += 1
+            else:
+                chosen.append(name)
+        print(f"{module}: {len(names)} mutants; running {len(chosen)} "
+              f"({skipped} string-only ones left out on the way)", flush=True)  # fmt: skip
+        for i in range(0, len(chosen), 50):
+            _mutmut(work, "run", *chosen[i : i + 50])
+        status = _results(work)
+        killed = [n for n in chosen if status.get(n) in ("killed", "timeout", "segfault")]
+        survived = [n for n in chosen if n not in killed]
+        return len(killed), len(chosen), [f"{status.get(n)}\n{_diff(work, n)}" for n in survived]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sample", type=int, default=70, help="mutants per module (0: all)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--module", action="append", help="only these modules (repeatable)")
+    ap.add_argument("--show-survivors", action="store_true")
+    args = ap.parse_args(argv)
+    modules = args.module or list(MODULES)
+    rows = []
+    for module in modules:
+        killed, ran, survivors = run_module(module, MODULES[module], args.sample, args.seed)
+        rows.append((module, killed, ran))
+        if args.show_survivors:
+            for s in survivors:
+                print(s)
+    print("\nmodule                              killed / run   score")
+    for module, killed, ran in rows:
+        score = 100.0 * killed / ran if ran else 0.0
+        print(f"{module:<36}{killed:>6} / {ran:<5}  {score:5.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

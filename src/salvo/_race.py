@@ -118,12 +118,14 @@ async def _race(
         by_task[c.task] = c
         tasks.append(c.task)
         pending.add(c.task)
-        if spec is None or next_i >= n:
+        if spec is None:
             return None
         if hedged:
             state.hedges_started += 1
         elif hedge_budget is not None:
             hedge_budget.primary()
+        if next_i >= n:
+            return None
         return c.started + state.delay(spec, c.opts.dep, stream)
 
     hedge_at: float | None = None

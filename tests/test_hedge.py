@@ -131,6 +131,7 @@ async def test_the_same_model_twice_hedges_a_slow_replica(
     assert resp.content == "fast replica"
     assert resp.race is not None and resp.race.winner == 1
     first, second = fake.records_for("m")
+    await fake.wait_until_closed(second, timeout=1.0)
     assert second.completed is not None
     await fake.wait_until_closed(first, timeout=1.0)
     assert first.disconnected is not None and first.completed is None

@@ -126,7 +126,8 @@ async def _race(
             hedge_budget.primary()
         if next_i >= n:
             return None
-        return c.started + state.delay(spec, c.opts.dep, stream)
+        c.delay = state.delay(spec, c.opts.dep, stream)
+        return c.started + c.delay
 
     hedge_at: float | None = None
     try:
@@ -167,6 +168,8 @@ async def _race(
     keep = [c.task for c in wins] if len(wins) == k else []
     await finish_tasks(tasks, keep)  # a cancel meanwhile: every stream closed, then re-raised
     now = loop.time()
+    if spec is not None:
+        _censored_samples(client, cs, now, stream)
     entries = build_report(cs, names, wins, messages, t0, now)
     hedges = sum(1 for c in cs if c.hedge)
     losers = sum(e.cost_usd for e in entries if e.outcome != "won" and e.cost_usd is not None)
@@ -198,6 +201,22 @@ async def _race(
             _finish_on_close(result, report, c, messages, loop)
         out.append(result)
     return out
+
+
+def _censored_samples(
+    client: FanoutClient, cs: Sequence[Contender], now: float, stream: bool
+) -> None:
+    """A contender that was hedged and then closed unanswered took at least its elapsed time:
+    a lower bound, not a sample. It is fed to its window all the same, because it is past the
+    delay (the percentile's current estimate): for that percentile only how many samples lie
+    above it matters, and leaving these out would make the window see only the answers that
+    won, so that the percentile sinks and hedges grow past the tail they are meant for."""
+    for c in cs:
+        if c.delay is None or c.started is None or c.result is not None or c.error is not None:
+            continue
+        elapsed = (c.ended if c.ended is not None else now) - c.started
+        if elapsed >= c.delay:
+            client.hedging.record(c.opts.dep, elapsed, stream)
 
 
 def _finish_on_close(

@@ -34,7 +34,7 @@ __all__ = ["Contender", "build_report", "finish_stream_entry", "total_cost"]
 class Contender:
     """The live state of one contender while its race runs."""
 
-    __slots__ = ("ended", "error", "hedge", "i", "opts", "result", "started", "task")
+    __slots__ = ("delay", "ended", "error", "hedge", "i", "opts", "result", "started", "task")
 
     def __init__(self, i: int, opts: CallOptions) -> None:
         self.i = i
@@ -45,6 +45,7 @@ class Contender:
         self.hedge = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.delay: float | None = None  # how long the race waited on it before hedging
 
 
 def _output_price(dep: Any) -> float | None:

@@ -15,7 +15,7 @@ import pytest
 
 import salvo
 from salvo._hedge import BUDGET_WINDOW_S, HedgeBudget, parse_hedge
-from salvo._latency import MIN_SAMPLES, LatencyWindow, LatencyWindows
+from salvo._latency import MIN_SAMPLES, LatencyWindow, LatencyWindows, window_key
 from salvo._pricing import reset_prices
 from salvo.testing import Behavior, FakeProvider
 
@@ -354,3 +354,33 @@ async def test_module_level_first_k(fake: FakeProvider) -> None:
         ["openai/a", "openai/b"], MSGS, 2, api_base=fake.openai_base, api_key="k"
     )
     assert len(out) == 2 and {r.race.winner for r in out if r.race} == {0, 1}
+
+
+async def test_a_hedged_then_closed_contender_feeds_its_lower_bound(
+    fake: FakeProvider, client: salvo.Client
+) -> None:
+    fake.script("a", Behavior(latency=3.0))
+    await client.arace(["a", "b"], MSGS, hedge=0.2)
+    key = window_key(client.options("a", {}).dep, False)
+    assert client.hedging.latency.samples(key) == 1  # its elapsed time, past the 0.2 s delay
+    await client.arace(["a", "b"], MSGS)  # a full race: a loser closed early is no sample
+    assert client.hedging.latency.samples(key) == 1
+
+
+async def test_streamed_winner_without_usage_is_estimated(
+    fake: FakeProvider, client: salvo.Client, prices: None
+) -> None:
+    fake.script("a", Behavior(text="x y z", chunks=3, include_usage=False))
+    stream = await client.arace(["a", "b"], MSGS, stream=True, hedge=5.0)
+    await stream.collect()
+    assert stream.race is not None
+    won = stream.race.contenders[0]
+    assert won.outcome == "won" and won.usage is None
+    assert won.estimated and won.cost_usd is not None and won.cost_usd > 0
+    assert stream.race.cost_usd == won.cost_usd
+
+
+@pytest.mark.parametrize(("kw", "bad"), [("hedge_budget", -0.1), ("hedge_delay", -1)])
+def test_bad_hedge_settings(kw: str, bad: Any) -> None:
+    with pytest.raises(salvo.ConfigError, match=kw):
+        salvo.Client(**{kw: bad})

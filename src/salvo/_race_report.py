@@ -61,7 +61,7 @@ def _estimate(dep: Any, messages: Sequence[Mapping[str, Any]], chunks: int) -> f
     if prompt is None:
         return None
     out = _output_price(dep)
-    return prompt + (chunks * out / 1_000_000 if out is not None and chunks else 0.0)
+    return round(prompt + (chunks * out / 1_000_000 if out is not None and chunks else 0.0), 10)
 
 
 def _stream_entry(

@@ -19,7 +19,8 @@ Reported: p50 / p90 / p99 / max of the end-to-end latency, the requests the fake
 that count over the calls. The fake runs in-process on the same loop (its CPU is part of the
 figures); 10 calls at a time by default keeps the loop's own CPU out of the latencies on a small
 shared machine (at 50 at a time on 2 busy cores, queueing on the loop adds tens of ms to every
-mode and blurs the comparison). With ``--chart`` and matplotlib importable, a bar chart of p50 / p99 is written too.
+mode and blurs the comparison). With ``--chart`` and matplotlib importable, a bar chart of
+p50 / p99 and of requests per call is written too.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import salvo
 from salvo._closing import finish_tasks
+from salvo._pricing import reset_prices
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "Say hi"}]
@@ -35,7 +37,15 @@ def _behavior(n: int) -> Behavior:
     )
 
 
-async def test_random_cancellation_storm_leaks_nothing() -> None:
+@pytest.fixture
+def prices() -> Iterator[None]:
+    for name in ("x", "y", "z"):
+        salvo.set_price("openai", name, input_per_m=1.0, output_per_m=1.0)
+    yield
+    reset_prices()
+
+
+async def test_random_cancellation_storm_leaks_nothing(prices: None) -> None:
     before = asyncio.all_tasks()
     rnd = random.Random(SEED)
     async with FakeProvider() as fake:
@@ -57,7 +67,8 @@ async def test_random_cancellation_storm_leaks_nothing() -> None:
             ]
         }
         outcomes: dict[str, int] = {"cancelled": 0, "won": 0}
-        async with salvo.Client(config=config, hedge_budget=None, max_retries=0) as client:
+        client = salvo.Client(config=config, hedge_budget=None, max_retries=0, budget_usd=1e6)
+        async with client:
 
             async def one(i: int) -> None:
                 stream = i % 2 == 0
@@ -93,6 +104,8 @@ async def test_random_cancellation_storm_leaks_nothing() -> None:
             assert (stats.in_flight, stats.waiting_on_limiters) == (0, 0), stats.limiters
             for lim in stats.limiters.values():
                 assert lim.in_flight == 0
+            assert stats.reserved_usd == 0.0  # every reservation settled, cancelled or not
+            assert stats.spent_usd is not None and stats.spent_usd > 0
             # Every key still serves: a leaked slot would block one of these for good.
             for name in names:
                 fake.script(name, Behavior())

@@ -214,3 +214,25 @@ async def test_any_budget_object_works(fake: FakeProvider) -> None:
         assert sum(isinstance(r, salvo.BudgetExceededError) for r in out) == 2
         assert c.spent_usd is None  # it keeps no spent_usd of its own
     assert shared.calls == 4 and shared.used == pytest.approx(2 * WORST)
+
+
+async def test_hostile_inputs_are_bounded_not_trusted(fake: FakeProvider) -> None:
+    async with salvo.Client(config=config(fake), budget_usd=1.0) as c:
+        dep = c.options("m", {}).dep
+        # A 4 MB prompt is reserved at its byte count: far past $1 at $0.001 a token.
+        huge = [{"role": "user", "content": "x" * 4_000_000}]
+        with pytest.raises(salvo.BudgetExceededError):
+            await c.acompletion("m", huge, max_tokens=1)
+        # max_tokens that is not a whole number >= 0 does not lower the worst case.
+        for bad in ("5", -5, 2.5, True, None):
+            assert worst_case_usd(dep, MSGS, {"max_tokens": bad}) == pytest.approx(
+                (10 + DEFAULT_OUTPUT_CAP) * PER_M / 1e6
+            )
+        # Content parts and tools count toward the prompt bound.
+        parts = [{"role": "user", "content": [{"type": "text", "text": "abcd"}, {"x": 1}]}]
+        assert worst_case_usd(dep, parts, {"max_tokens": 0}) == pytest.approx(12 * PER_M / 1e6)
+        tools = [{"type": "function", "function": {"name": "f"}}]
+        assert worst_case_usd(dep, MSGS, {"max_tokens": 0, "tools": tools}) > worst_case_usd(
+            dep, MSGS, {"max_tokens": 0}
+        )
+    assert fake.records == []

@@ -384,3 +384,38 @@ async def test_streamed_winner_without_usage_is_estimated(
 def test_bad_hedge_settings(kw: str, bad: Any) -> None:
     with pytest.raises(salvo.ConfigError, match=kw):
         salvo.Client(**{kw: bad})
+
+
+async def test_hedge_around_an_upstream_that_never_answers(fake: FakeProvider) -> None:
+    """A raw socket that reads the request and then says nothing, ever (no status line): the
+    hedge starts the next model after the delay, wins, and the silent connection is closed
+    by salvo, as the raw server sees (EOF on its socket)."""
+    arrived = asyncio.Event()
+    eof = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.set()
+        try:
+            while await reader.read(65536):
+                pass
+            eof.set()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        conf = config(fake)
+        conf["model_list"][0]["params"]["api_base"] = f"http://127.0.0.1:{port}/v1"
+        async with salvo.Client(config=conf, hedge_budget=None) as c:
+            fake.script("b", Behavior(text="b answers"))
+            resp = await c.arace(["a", "b"], MSGS, hedge=0.2)
+            assert resp.content == "b answers" and arrived.is_set()
+            assert resp.race is not None and resp.race.contenders[0].outcome == "lost"
+            async with asyncio.timeout(2.0):
+                await eof.wait()  # the silent upstream's connection was closed by the client
+            assert c.statistics().in_flight == 0
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -10,14 +10,18 @@ from typing import Any as _Any
 from ._api import abatch_completion as abatch_completion
 from ._api import acompletion as acompletion
 from ._api import aembedding as aembedding
+from ._api import afirst_k as afirst_k
 from ._api import agather_all as agather_all
 from ._api import arace as arace
+from ._budget import Budget as Budget
+from ._budget import LocalBudget as LocalBudget
 from ._client import Client as Client
 from ._config import Config as Config
 from ._config import load_config as load_config
 from ._errors import AllModelsFailedError as AllModelsFailedError
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BadRequestError as BadRequestError
+from ._errors import BudgetExceededError as BudgetExceededError
 from ._errors import ConfigError as ConfigError
 from ._errors import ConflictError as ConflictError
 from ._errors import ConnectionError as ConnectionError
@@ -47,11 +51,13 @@ from ._sync import embedding as embedding
 from ._types import ChatCompletionChunk as ChatCompletionChunk
 from ._types import Choice as Choice
 from ._types import ChunkChoice as ChunkChoice
+from ._types import ContenderReport as ContenderReport
 from ._types import Delta as Delta
 from ._types import Embedding as Embedding
 from ._types import EmbeddingResponse as EmbeddingResponse
 from ._types import Message as Message
 from ._types import ModelResponse as ModelResponse
+from ._types import RaceReport as RaceReport
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
 from .providers import providers as providers
@@ -98,6 +104,8 @@ __all__ = [
     "Batch",
     "BatchError",
     "BatchResult",
+    "Budget",
+    "BudgetExceededError",
     "ChatCompletionChunk",
     "Choice",
     "ChunkChoice",
@@ -108,6 +116,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ConnectionError",
+    "ContenderReport",
     "Delta",
     "Embedding",
     "EmbeddingResponse",
@@ -115,12 +124,14 @@ __all__ = [
     "FileObject",
     "LimitSpec",
     "LimiterStatistics",
+    "LocalBudget",
     "Message",
     "ModelResponse",
     "NotFoundError",
     "Page",
     "PermissionDeniedError",
     "ProviderError",
+    "RaceReport",
     "RateLimitError",
     "RequestCounts",
     "ResponseDecodeError",
@@ -141,6 +152,7 @@ __all__ = [
     "adelete_file",
     "aembedding",
     "afile_content",
+    "afirst_k",
     "agather_all",
     "aiter_file_content",
     "alist_batches",

@@ -14,8 +14,8 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, Literal, overload
 
+from ._caller import Result
 from ._client import Client
-from ._fanout import Result
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
 
@@ -23,6 +23,7 @@ __all__ = [
     "abatch_completion",
     "acompletion",
     "aembedding",
+    "afirst_k",
     "agather_all",
     "arace",
     "default_client",
@@ -171,6 +172,14 @@ async def arace(
     """The fastest successful answer among ``models``; the losers are closed at once."""
     client = _cached() or await default_client()
     return await client.arace(models, messages, stream=stream, **params)
+
+
+async def afirst_k(
+    models: str | Sequence[str], messages: Sequence[Mapping[str, Any]], k: int, **params: Any
+) -> list[ModelResponse]:
+    """The first ``k`` successful answers among ``models``, in arrival order."""
+    client = _cached() or await default_client()
+    return await client.afirst_k(models, messages, k, **params)
 
 
 async def agather_all(

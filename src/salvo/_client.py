@@ -16,9 +16,14 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from ._budget import Budget, LocalBudget, spend_call, spend_stream
 from ._call import CallOptions, first_byte_error, read_body, send
+from ._caller import Result
 from ._config import Config, load_config
 from ._errors import ConfigError, SalvoError
+from ._fanout import abatch_completion as _abatch_completion
+from ._fanout import agather_all as _agather_all
+from ._hedge import HedgeState
 from ._http import new_session
 from ._limits import (
     Limiters,
@@ -29,6 +34,8 @@ from ._limits import (
 from ._messages import CALL_KEYS, check_messages
 from ._models import Deployment, resolve_deployment
 from ._pricing import response_cost
+from ._race import afirst_k as _afirst_k
+from ._race import arace as _arace
 from ._retry import CallStats, RetryPolicy, call_with_retries
 from ._stats import ClientStatistics, snapshot
 from ._stream import CompletionStream
@@ -39,8 +46,6 @@ if TYPE_CHECKING:
     import os
 
     import aiohttp
-
-    from ._fanout import Result
 
 __all__ = ["Client"]
 
@@ -76,7 +81,14 @@ class Client:
         stream_idle_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 100,
+        hedge_budget: float | None = 0.1,
+        hedge_delay: float = 1.0,
+        budget_usd: float | Budget | None = None,
     ) -> None:
+        """``hedge_budget``: hedged races may add at most this fraction of extra requests
+        over a rolling window (None: no cap); ``hedge_delay``: the delay of ``hedge="pNN"``
+        until a deployment has enough latency samples; ``budget_usd``: a spend budget for every
+        chat call (a number, or any object with ``reserve``/``settle``, e.g. a shared one)."""
         self.config = load_config(config)
         if isinstance(limits, Mapping):
             limits = LimitSpec.from_mapping(limits)
@@ -94,6 +106,13 @@ class Client:
         self._rr: Counter[str] = Counter()
         self._stats = CallStats()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Latency windows, hedge budget and racing counters.
+        self.hedging = HedgeState(hedge_budget, hedge_delay)
+        if budget_usd is None or isinstance(budget_usd, Budget):
+            self.budget: Budget | None = budget_usd
+        else:
+            self.budget = LocalBudget(budget_usd)
+        self._budgets: tuple[Budget, ...] = () if self.budget is None else (self.budget,)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -251,7 +270,12 @@ class Client:
         return await self._with_retries(opts, attempt, tokens)
 
     async def complete_with(
-        self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+        self,
+        opts: CallOptions,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        *,
+        budget: Budget | None = None,
     ) -> ModelResponse:
         """A non-streaming completion on an already resolved deployment (used by fan-out)."""
         dep = opts.dep
@@ -269,10 +293,23 @@ class Client:
             return resp
 
         tokens = _estimate(opts, messages, params)
-        return await self._with_retries(opts, attempt, tokens)
+        if budget is None and not self._budgets:
+            resp = await self._with_retries(opts, attempt, tokens)
+        else:
+            budgets = self._budgets if budget is None else (*self._budgets, budget)
+            resp = await spend_call(
+                budgets, dep, messages, params, lambda: self._with_retries(opts, attempt, tokens)
+            )
+        self.hedging.record(dep, resp.latency_s, False)
+        return resp
 
     async def stream_with(
-        self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+        self,
+        opts: CallOptions,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        *,
+        budget: Budget | None = None,
     ) -> CompletionStream:
         """A stream on an already resolved deployment, returned once its first chunk arrived."""
         dep = opts.dep
@@ -311,7 +348,19 @@ class Client:
             return stream
 
         tokens = _estimate(opts, messages, params)
-        return await self._with_retries(opts, attempt, tokens, deadline)
+        if budget is None and not self._budgets:
+            stream = await self._with_retries(opts, attempt, tokens, deadline)
+        else:
+            budgets = self._budgets if budget is None else (*self._budgets, budget)
+            stream = await spend_stream(
+                budgets,
+                dep,
+                messages,
+                params,
+                lambda: self._with_retries(opts, attempt, tokens, deadline),
+            )
+        self.hedging.record(dep, loop.time() - started, True)
+        return stream
 
     # -- the machinery ---------------------------------------------------------------------
 
@@ -344,7 +393,7 @@ class Client:
         """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
         return read_body(self._session or self._open(), opts, req)
 
-    # -- fan-out (the implementations live in _fanout) ---------------------------------------
+    # -- fan-out (implemented in _fanout and _race, on the FanoutClient protocol) -----------
 
     async def abatch_completion(
         self,
@@ -353,16 +402,16 @@ class Client:
         *,
         max_concurrency: int | None = None,
         on_result: Callable[[int, Result], None] | None = None,
+        max_cost_usd: float | None = None,
         **params: Any,
     ) -> list[Result]:
-        from ._fanout import abatch_completion
-
-        return await abatch_completion(
+        return await _abatch_completion(
             self,
             model,
             list_of_messages,
             max_concurrency=max_concurrency,
             on_result=on_result,
+            max_cost_usd=max_cost_usd,
             **params,
         )
 
@@ -373,6 +422,8 @@ class Client:
         messages: Sequence[Mapping[str, Any]],
         *,
         stream: Literal[False] = False,
+        hedge: float | str | None = None,
+        max_cost_usd: float | None = None,
         **params: Any,
     ) -> ModelResponse: ...
 
@@ -383,6 +434,8 @@ class Client:
         messages: Sequence[Mapping[str, Any]],
         *,
         stream: Literal[True],
+        hedge: float | str | None = None,
+        max_cost_usd: float | None = None,
         **params: Any,
     ) -> CompletionStream: ...
 
@@ -393,6 +446,8 @@ class Client:
         messages: Sequence[Mapping[str, Any]],
         *,
         stream: bool,
+        hedge: float | str | None = None,
+        max_cost_usd: float | None = None,
         **params: Any,
     ) -> ModelResponse | CompletionStream: ...
 
@@ -402,24 +457,55 @@ class Client:
         messages: Sequence[Mapping[str, Any]],
         *,
         stream: bool = False,
+        hedge: float | str | None = None,
+        max_cost_usd: float | None = None,
         **params: Any,
     ) -> ModelResponse | CompletionStream:
-        from ._fanout import arace
+        """The first answer among ``models`` (``hedge=``: start them one after another,
+        seconds apart or at a latency percentile like ``"p95"``); see :mod:`salvo._race`."""
+        return await _arace(
+            self, models, messages, stream=stream, hedge=hedge, max_cost_usd=max_cost_usd, **params
+        )
 
-        return await arace(self, models, messages, stream=stream, **params)
+    async def afirst_k(
+        self,
+        models: str | Sequence[str],
+        messages: Sequence[Mapping[str, Any]],
+        k: int,
+        *,
+        hedge: float | str | None = None,
+        max_cost_usd: float | None = None,
+        **params: Any,
+    ) -> list[ModelResponse]:
+        """The first ``k`` successful answers, in arrival order; the rest closed."""
+        return await _afirst_k(
+            self, models, messages, k, hedge=hedge, max_cost_usd=max_cost_usd, **params
+        )
 
     async def agather_all(
-        self, models: str | Sequence[str], messages: Sequence[Mapping[str, Any]], **params: Any
+        self,
+        models: str | Sequence[str],
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        max_cost_usd: float | None = None,
+        **params: Any,
     ) -> list[Result]:
-        from ._fanout import agather_all
-
-        return await agather_all(self, models, messages, **params)
+        return await _agather_all(self, models, messages, max_cost_usd=max_cost_usd, **params)
 
     # -- observability -----------------------------------------------------------------------
 
     def statistics(self) -> ClientStatistics:
-        """A snapshot of this client's counters, limiters and open connections."""
-        return snapshot(self._session, self._stats, self._limiters)
+        """A snapshot of this client's counters, limiters, open connections, spend and races."""
+        return snapshot(
+            self._session, self._stats, self._limiters, self.hedging.statistics(), self.budget
+        )
+
+    @property
+    def spent_usd(self) -> float | None:
+        """What calls under ``budget_usd`` have settled so far (None without a budget, or with
+        a budget that does not keep a ``spent_usd``)."""
+        spent = getattr(self.budget, "spent_usd", None)
+        return spent if isinstance(spent, float) else None
 
     def __repr__(self) -> str:
         models = ", ".join(self.config.model_names) or "none"

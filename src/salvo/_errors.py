@@ -18,7 +18,8 @@
     │   ├── ConflictError (409)
     │   ├── RateLimitError (429)
     │   └── ServerError (5xx, 529)
-    └── AllModelsFailedError   also an ExceptionGroup holding every contender's error
+    ├── AllModelsFailedError   also an ExceptionGroup holding every contender's error
+    └── BudgetExceededError    the call's worst-case cost did not fit the budget; never sent
 
 aiohttp's exceptions are translated into this tree in exactly one place,
 :func:`salvo._http.translate_transport_error`.
@@ -34,6 +35,7 @@ __all__ = [
     "AllModelsFailedError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigError",
     "ConflictError",
     "ConnectionError",
@@ -191,3 +193,12 @@ class AllModelsFailedError(SalvoError, ExceptionGroup[Exception]):
 
     def derive(self, excs: Sequence[Exception]) -> AllModelsFailedError:  # type: ignore[override]
         return AllModelsFailedError(self.message, excs, self.models)
+
+
+class BudgetExceededError(SalvoError):
+    """A call's worst-case cost (its prompt estimate plus its output cap, at the deployment's
+    price) could not be reserved from a budget (``Client(budget_usd=...)`` or an operation's
+    ``max_cost_usd``), so it was never sent. ``needed_usd`` is what it asked to reserve."""
+
+    needed_usd: float = 0.0
+    model: str | None = None

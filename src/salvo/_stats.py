@@ -12,6 +12,7 @@ from ._limits import LimiterStatistics
 if TYPE_CHECKING:
     import aiohttp
 
+    from ._hedge import HedgeStatistics
     from ._limits import Limiters
     from ._retry import CallStats
 
@@ -26,7 +27,10 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     limits; ``retries``: retries taken; ``errors``: failed attempts by error class (a call
     that ran out of time counts one ``TimeoutError`` more); ``connections_open``: sockets the
     session holds, busy or pooled; ``limiters``: each key's limiter, named
-    ``"provider base_url key#<hash>"`` (a fingerprint, never the key).
+    ``"provider base_url key#<hash>"`` (a fingerprint, never the key); ``spent_usd`` /
+    ``reserved_usd``: settled and held spend of the client's ``budget_usd`` (None without one);
+    ``hedges_started``, ``hedge_wins``, ``hedges_denied`` (by the hedge budget) and
+    ``losers_cost_usd`` (what race losers cost, estimates included): see ``arace(hedge=...)``.
     """
 
     requests: int
@@ -36,10 +40,20 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     errors: dict[str, int]
     connections_open: int
     limiters: dict[str, LimiterStatistics]
+    spent_usd: float | None = None
+    reserved_usd: float | None = None
+    hedges_started: int = 0
+    hedge_wins: int = 0
+    hedges_denied: int = 0
+    losers_cost_usd: float = 0.0
 
 
 def snapshot(
-    session: aiohttp.ClientSession | None, stats: CallStats, limiters: Limiters
+    session: aiohttp.ClientSession | None,
+    stats: CallStats,
+    limiters: Limiters,
+    racing: HedgeStatistics | None = None,
+    budget: Any = None,
 ) -> ClientStatistics:
     conns = 0
     if session is not None and session.connector is not None:
@@ -56,7 +70,14 @@ def snapshot(
         errors=dict(stats.errors),
         connections_open=conns,
         limiters=by_key,
+        spent_usd=_money(getattr(budget, "spent_usd", None)),
+        reserved_usd=_money(getattr(budget, "reserved_usd", None)),
+        **({} if racing is None else msgspec.structs.asdict(racing)),
     )
+
+
+def _money(value: Any) -> float | None:
+    return round(value, 10) if isinstance(value, float) else None
 
 
 def _label(key: Any) -> str:

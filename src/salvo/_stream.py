@@ -23,6 +23,7 @@ from ._types import (
     Choice,
     Message,
     ModelResponse,
+    RaceReport,
     ToolCall,
     Usage,
 )
@@ -62,6 +63,7 @@ class CompletionStream:
         "chunks_received",
         "model",
         "provider",
+        "race",
     )
 
     def __init__(
@@ -98,6 +100,8 @@ class CompletionStream:
         self.model = model
         self.provider = endpoint.provider
         self.chunks_received = 0
+        #: the race's report when this stream won an ``arace`` (complete once closed)
+        self.race: RaceReport | None = None
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -248,6 +252,11 @@ class CompletionStream:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def usage(self) -> Usage | None:
+        """The usage the stream reported (its last chunk's), None until then."""
+        return self._usage
 
     async def aclose(self) -> None:
         """Close the HTTP stream now (the connection is dropped if the stream was unfinished)."""

@@ -15,6 +15,7 @@ __all__ = [
     "ChatCompletionChunk",
     "Choice",
     "ChunkChoice",
+    "ContenderReport",
     "Delta",
     "DeltaFunction",
     "DeltaToolCall",
@@ -24,6 +25,7 @@ __all__ = [
     "Function",
     "Message",
     "ModelResponse",
+    "RaceReport",
     "ToolCall",
     "Usage",
 ]
@@ -70,6 +72,39 @@ class Usage(_Base):
     completion_tokens_details: dict[str, Any] | None = None
 
 
+class ContenderReport(_Base):
+    """One contender of a race (``RaceReport.contenders``, in ``models`` order).
+
+    ``outcome``: ``won`` / ``lost`` / ``failed`` / ``not_started``; ``started_s``: seconds from
+    the start of the race (None if never started); ``duration_s``: until it answered, failed or
+    was closed; ``hedge``: started by the hedge timer (not at once, nor to replace a failure);
+    ``cost_usd``: what it cost where the price is known, ``estimated`` when any part of it is an
+    estimate (a loser closed before the provider reported usage)."""
+
+    model: str
+    outcome: str = "not_started"
+    started_s: float | None = None
+    duration_s: float | None = None
+    hedge: bool = False
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    estimated: bool = False
+
+
+class RaceReport(_Base):
+    """What a race (``arace`` / ``afirst_k``) did and cost: ``resp.race`` / ``stream.race``.
+
+    ``winner``: the index in ``models`` of the contender that produced this answer;
+    ``cost_usd``: the sum of every contender's known ``cost_usd`` (estimated parts included,
+    each contender marked ``estimated``), None when no contender's cost is known. For a
+    streamed race the winner's entry is completed when the stream is closed."""
+
+    winner: int | None = None
+    contenders: list[ContenderReport] = msgspec.field(default_factory=list)
+    cost_usd: float | None = None
+    hedges: int = 0
+
+
 class ModelResponse(_Base):
     """A chat completion (``object: "chat.completion"``)."""
 
@@ -83,6 +118,7 @@ class ModelResponse(_Base):
     provider: str = ""
     latency_s: float = 0.0
     cost_usd: float | None = None
+    race: RaceReport | None = None
 
     @property
     def content(self) -> str | None:

@@ -49,6 +49,23 @@ async def fan_out() -> None:
     _ = everything
 
 
+async def racing() -> float | None:
+    async with salvo.Client(hedge_budget=0.1, hedge_delay=0.5, budget_usd=5.0) as client:
+        resp: salvo.ModelResponse = await client.arace(["a", "b"], MSGS, hedge="p95")
+        report: salvo.RaceReport | None = resp.race
+        stream: salvo.CompletionStream = await client.arace(["a", "b"], MSGS, stream=True)
+        later: salvo.RaceReport | None = stream.race
+        firsts: list[salvo.ModelResponse] = await salvo.afirst_k(["a", "b"], MSGS, 2)
+        if firsts[0].race is not None:
+            entry: salvo.ContenderReport = firsts[0].race.contenders[0]
+            _ = entry.outcome, entry.cost_usd, entry.estimated
+        _ = (report, later)
+        budget: salvo.Budget = salvo.LocalBudget(1.0)
+        _ = budget
+        spent: float | None = client.spent_usd
+        return spent
+
+
 async def with_client() -> salvo.ClientStatistics:
     async with salvo.Client(config={"model_list": []}, timeout=30.0, max_retries=1) as client:
         await client.acompletion("openai/x", MSGS, temperature=0.2)

@@ -128,6 +128,7 @@ async def _run_local(args: argparse.Namespace) -> int:
             overrides={k: v for k, v in over.items() if v is not None},
             concurrency=args.concurrency,
             on_progress=progress.update,
+            max_cost_usd=args.max_cost_usd,
         )
         batch = await job.run()
     progress.finish(batch)
@@ -234,6 +235,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--concurrency", type=int, help="requests in flight (default 100)")
     run.add_argument("--max-retries", type=int, help="retries per request (default 2)")
     run.add_argument("--timeout", type=float, help="seconds per request, retries included")
+    run.add_argument("--max-cost-usd", type=float, metavar="USD",
+                     help="the job's budget: lines past it end as budget_exceeded error lines "
+                          "that a rerun with a larger budget runs")  # fmt: skip
     run.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
     run.add_argument("--progress-interval", type=float, help="seconds between progress lines")
     _common(run, provider=False)

@@ -40,8 +40,10 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, SalvoError
+from .._budget import LocalBudget, check_limit, price_of
+from .._errors import BudgetExceededError, ConfigError, SalvoError
 from .._messages import CALL_KEYS
+from ._budget_lines import BUDGET, reopen_deferred, write_deferred
 from ._lines import (
     CHAT,
     ENDPOINTS,
@@ -93,7 +95,9 @@ class Job:
         flush_interval: float = 0.25,
         on_progress: Callable[[Batch], None] | None = None,
         finalize: Callable[[Batch], None] | None = None,
+        max_cost_usd: float | None = None,
     ) -> None:
+        """``max_cost_usd``: the job's budget (see ``_budget_lines``)."""
         self.client = client
         self.state_path = Path(state_path)
         self.input_path = Path(input_path)
@@ -125,6 +129,11 @@ class Job:
         self._flushes = 0
         self._flush_s = 0.0
         self._flush_max = 0.0
+        self.max_cost_usd = (
+            None if max_cost_usd is None else check_limit(max_cost_usd, "max_cost_usd")
+        )
+        self._budget: LocalBudget | None = None
+        self._unpriced: ConfigError | None = None
 
     @staticmethod
     def create(state_path: str | os.PathLike[str], batch: Batch) -> None:
@@ -190,7 +199,7 @@ class Job:
 
     async def _run(self, db: JobDB) -> Batch:
         batch = self.batch = db.batch()
-        if batch.done:
+        if batch.done and not reopen_deferred(db, batch):
             return batch
         self._tag = db.get("tag") or secrets.token_hex(4)
         if db.get("cancel"):
@@ -205,6 +214,9 @@ class Job:
                 f"{self.state_path} to start over, or write to another output."
             )
         self._sizes = reconcile(db, batch, self.output_path, self.error_path)
+        if self.max_cost_usd is not None:
+            self._budget = LocalBudget(self.max_cost_usd)
+            self._budget.spent_usd = batch.cost_usd or 0.0  # what earlier runs spent counts
         self._fds = [
             os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             for p in (self.output_path, self.error_path)
@@ -229,6 +241,10 @@ class Job:
             await asyncio.gather(*self._workers, ticker, return_exceptions=True)
             items.close()
             self._flush(db)
+        if not self._cancelled:
+            write_deferred(
+                db, batch, self._fds[1], self._sizes, self._tag, self.max_cost_usd, _write_all
+            )
         return self._finish(db, batch)
 
     def _finish(self, db: JobDB, batch: Batch) -> Batch:
@@ -298,11 +314,17 @@ class Job:
                 del params[key]
             if ENDPOINTS[req.url] == CHAT:
                 messages = params.pop("messages")
-                resp = await client.complete_with(self._options(model), messages, params)
+                resp = await client.complete_with(
+                    self._options(model), messages, params, budget=self._budget
+                )
             else:
                 params.update(self.overrides)
                 resp = await client.aembedding(model, params.pop("input"), **params)
+        except BudgetExceededError:
+            return BUDGET, b"", 0.0
         except SalvoError as err:
+            if err is self._unpriced:
+                raise  # a budget needs every model's price: stop, rather than fail every line
             return FAILED, encode_line(error_line(line_id, custom_id, err)), 0.0
         part = ResponsePart(200, line_id[6:], resp)  # "req_<tag>_<line>": unique, and cheap
         line = encode_line(OutputLine(line_id, custom_id, part, None))
@@ -314,6 +336,12 @@ class Job:
         opts = self._opts.get(model)
         if opts is None:
             opts = self.client.options(model, dict(self.overrides))
+            if self.max_cost_usd is not None or self.client.budget is not None:
+                try:
+                    price_of(opts.dep)
+                except ConfigError as err:
+                    self._unpriced = err
+                    raise
             entries = self.client.config.entries(model)
             if entries is None or len(entries) < 2:
                 self._opts[model] = opts

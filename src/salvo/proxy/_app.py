@@ -154,6 +154,7 @@ def create_app(
     settings = settings or load_settings(cfg)
     client_options.setdefault("timeout", settings.request_timeout)
     client_options.setdefault("max_retries", settings.num_retries)
+    client_options.setdefault("hedge_budget", settings.hedge_budget)
     client = Client(config=cfg, **client_options)
     state = ProxyState(cfg, settings, client)
     app = web.Application(

@@ -26,6 +26,7 @@ from aiohttp import web
 from .._call import CallOptions
 from .._client import Client
 from .._errors import ConfigError, ResponseDecodeError, SalvoError
+from .._hedge import parse_hedge
 from .._messages import CALL_KEYS, check_messages
 from .._models import Deployment
 from .._types import ModelResponse
@@ -47,7 +48,7 @@ _DECODE_ANY = msgspec.json.Decoder().decode
 _VALIDATE = msgspec.json.Decoder(msgspec.Raw).decode  # syntax check only: ~1 us per KB
 _ENCODE = msgspec.json.Encoder().encode
 #: Request keys the proxy never forwards: how to call is the config's business, not the client's.
-_BLOCKED = CALL_KEYS | {"fastest_response"}
+_BLOCKED = CALL_KEYS | {"fastest_response", "hedge"}
 _NOT_PARAMS = _BLOCKED | {"model", "stream", "messages"}
 
 
@@ -250,11 +251,14 @@ class ChatRoutes:
                 param="stream",
                 code="stream_not_supported",
             )
+        hedge = self._hedge(top, fastest)
         messages = _messages(top)
         params = _params(top)
         client = self.state.client
         if fastest and stream:
-            winner = await timed(timer, client.arace(names, messages, stream=True, **params))
+            winner = await timed(
+                timer, client.arace(names, messages, stream=True, hedge=hedge, **params)
+            )
             return await relay_chunks(
                 request,
                 timer,
@@ -263,12 +267,31 @@ class ChatRoutes:
                 extra_headers={"x-salvo-model": winner.model},
             )
         if fastest:
-            resp = await timed(timer, client.arace(names, messages, **params))
+            resp = await timed(timer, client.arace(names, messages, hedge=hedge, **params))
             return web.Response(body=_ENCODE(resp), headers=JSON_HEADERS)
         results = await timed(timer, client.agather_all(names, messages, **params))
         items = [self._item(n, r) for n, r in zip(names, results, strict=True)]
         body = _ENCODE({"object": "list", "model": model, "data": items})
         return web.Response(body=body, headers=JSON_HEADERS)
+
+    def _hedge(self, top: dict[str, msgspec.Raw], fastest: bool) -> float | str | None:
+        """The race's ``hedge`` (the request's, else the config's default); 400 if invalid
+        or given without ``fastest_response: true``."""
+        value = _field(top, "hedge", _DECODE_ANY, "seconds or a percentile such as 'p95'")
+        if value is not None and not fastest:
+            raise ProxyError(
+                400,
+                "'hedge' applies to races: send it with fastest_response: true.",
+                param="hedge",
+            )
+        if value is None:
+            return self.state.settings.hedge if fastest else None
+        try:
+            parse_hedge(value)
+        except ConfigError as exc:
+            raise ProxyError(400, str(exc), param="hedge") from None
+        result: float | str = value
+        return result
 
     def _item(self, name: str, result: ModelResponse | SalvoError) -> Any:
         if isinstance(result, ModelResponse):

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._config import Config
 from .._errors import ConfigError
+from .._hedge import parse_hedge
 from .._models import resolve_deployment
 
 __all__ = ["MIB", "ProxySettings", "check_config", "load_settings"]
@@ -39,6 +40,8 @@ class ProxySettings:
     shutdown_timeout: float = 30.0
     request_timeout: float | None = 600.0
     num_retries: int = 2
+    hedge: float | str | None = None  # races' default hedge (``"p95"``, seconds); None: full
+    hedge_budget: float = 0.1  # the Client's hedge budget (extra requests hedges may add)
 
 
 def _setting_lines(source: str) -> dict[str, int]:
@@ -101,6 +104,8 @@ def load_settings(config: Config) -> ProxySettings:
     shutdown = get("shutdown_timeout", lambda v: _number(v, minimum=0), "seconds >= 0")
     timeout = get("request_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0")
     retries = get("num_retries", lambda v: _number(v, minimum=0, integer=True), "an integer >= 0")
+    hedge = get("hedge", _is_hedge, "seconds (e.g. 0.5) or a percentile such as 'p95'")
+    hedge_budget = get("hedge_budget", lambda v: _number(v, minimum=0), "a fraction >= 0")
     defaults = ProxySettings()
     return ProxySettings(
         master_key=master_key.strip() if master_key else None,
@@ -112,7 +117,17 @@ def load_settings(config: Config) -> ProxySettings:
         shutdown_timeout=float(shutdown) if shutdown is not None else defaults.shutdown_timeout,
         request_timeout=float(timeout) if timeout is not None else defaults.request_timeout,
         num_retries=retries if retries is not None else defaults.num_retries,
+        hedge=hedge,
+        hedge_budget=float(hedge_budget) if hedge_budget is not None else defaults.hedge_budget,
     )
+
+
+def _is_hedge(value: Any) -> bool:
+    try:
+        parse_hedge(value)
+    except ConfigError:
+        return False
+    return True
 
 
 def check_config(config: Config) -> None:

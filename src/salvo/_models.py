@@ -35,6 +35,8 @@ class Deployment:
     max_retries: int | None = None
     batch: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: Per-attempt auth headers (Vertex AI's access tokens): ``await auth(session)``.
+    auth: Any = field(default=None, repr=False)
 
     @property
     def adapter(self) -> Adapter:
@@ -185,6 +187,18 @@ def resolve_deployment(
     def num(key: str) -> Any:
         return _first(overrides.get(key), from_entry(key))
 
+    auth = None
+    if info.name == "vertex_ai":
+        from ._vertex_config import vertex_deployment
+
+        custom = _first(
+            overrides.get("api_base"),
+            overrides.get("base_url"),
+            from_entry("api_base"),
+            from_entry("base_url"),
+            _env_base(info),
+        )
+        ep, auth = vertex_deployment(ep, num, custom_base=custom)
     return Deployment(
         name=model,
         info=info,
@@ -197,4 +211,5 @@ def resolve_deployment(
         max_retries=num("max_retries"),
         batch=from_entry("batch"),
         params=extra_params,
+        auth=auth,
     )

@@ -23,6 +23,7 @@ from .cohere import CohereAdapter
 from .gemini import FINISH_REASONS as _GEMINI_FINISH
 from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter
+from .vertex_ai import VertexAdapter
 
 __all__ = [
     "PROVIDERS",
@@ -101,9 +102,21 @@ for _row in (
         key_env="GEMINI_API_KEY",
         base_env="GEMINI_API_BASE",
         prefixes=("gemini-",),
-        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=False),
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True),
         finish_reasons=_GEMINI_FINISH,
         notes="Gemini API (AI Studio key in GEMINI_API_KEY; GOOGLE_API_KEY is not read)",
+    ),
+    ProviderInfo(
+        name="vertex_ai",
+        adapter=VertexAdapter("vertex_ai"),
+        base_url="https://aiplatform.googleapis.com",
+        key_env=None,
+        base_env="VERTEXAI_API_BASE",
+        key_required=False,
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=False, batch_api=True),
+        finish_reasons=_GEMINI_FINISH,
+        notes="Gemini on Vertex AI: service-account credentials (extra salvo-llm[vertex]); "
+        "VERTEXAI_PROJECT, VERTEXAI_LOCATION, GOOGLE_APPLICATION_CREDENTIALS",
     ),
     ProviderInfo(
         name="cohere",

@@ -154,6 +154,11 @@ async def backend_for(
 
         store = local_store(client, store_dir)
         return AnthropicBatches(client, store, api_key=api_key, api_base=api_base)
+    if provider in ("gemini", "vertex_ai"):
+        from ._google import google_backend
+
+        store = local_store(client, store_dir)
+        return google_backend(provider, client, store, api_key=api_key, api_base=api_base)
     from ._openai import OpenAIBatches
 
     store = local_store(client, store_dir)

@@ -17,6 +17,8 @@ provider's results never answer (a result line that could not be read, say) gets
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, NamedTuple
 
@@ -32,13 +34,17 @@ from ._types import BatchError
 __all__ = [
     "GRPC_STATUS",
     "Translated",
+    "ended_line",
     "error_result",
     "input_ids",
+    "joined",
     "missing_line",
     "ok_result",
+    "rfc3339",
     "translate_file",
 ]
 
+log = logging.getLogger("salvo")
 _ADAPTER = GeminiAdapter("gemini", key_env=None)
 #: gRPC code -> (HTTP status, canonical name).
 GRPC_STATUS = {
@@ -233,3 +239,50 @@ def missing_line(custom_id: str, provider: str) -> bytes:
         "line was missing or could not be read); send it again.",
     )
     return encode_line(OutputLine(f"batch_req_{custom_id}", custom_id, None, error))
+
+
+async def joined(
+    results: AsyncIterator[tuple[Any, bool, Any]],
+    ids: list[str],
+    *,
+    provider: str,
+    model: str,
+    kind: str,
+) -> AsyncIterator[tuple[bool, bytes]]:
+    """(ok, OpenAI line) for each result ``(custom_id, ok, response bytes | Status)``, each
+    input custom_id exactly once: a result for an unknown or already answered custom_id is
+    dropped (logged), and every custom_id without a result gets a ``missing_result`` line."""
+    expected, seen = set(ids), set()
+    async for key, good, value in results:
+        if not isinstance(key, str) or key not in expected or key in seen:
+            log.warning("%s: dropped a batch result for an unknown or repeated key", provider)
+            continue
+        seen.add(key)
+        if good:
+            ok, line, _ = ok_result(key, value, provider=provider, model=model, kind=kind)
+        else:
+            ok, line, _ = error_result(key, value)
+        yield ok, line
+    for custom_id in ids:
+        if custom_id not in seen:
+            yield False, missing_line(custom_id, provider)
+
+
+def ended_line(custom_id: str, code: str, message: str) -> bytes:
+    """The error line of a request that never ran (the batch was cancelled, expired, failed)."""
+    error = BatchError(code=code, message=message)
+    return encode_line(OutputLine(f"batch_req_{custom_id}", custom_id, None, error))
+
+
+def rfc3339(value: str | None) -> int | None:
+    """Unix seconds of an RFC 3339 time (any number of fraction digits), None if absent."""
+    if not value:
+        return None
+    head, dot, frac = value.replace("Z", "+00:00").partition(".")
+    if dot:
+        digits = frac[: len(frac) - len(frac.lstrip("0123456789"))]
+        head += frac[len(digits) :]
+    try:
+        return int(dt.datetime.fromisoformat(head).timestamp())
+    except ValueError:
+        return None

@@ -223,7 +223,10 @@ def providers_table() -> str:
     for p in providers():
         c = p.capabilities
         prefix = ", ".join(f"`{x}`" for x in (f"{p.name}/", *p.prefixes))
-        key = f"`{p.key_env}`" + ("" if p.key_required else " (optional)")
+        if p.key_env is None:  # vertex_ai: a service account's tokens, no key
+            key = "service account (`GOOGLE_APPLICATION_CREDENTIALS`)"
+        else:
+            key = f"`{p.key_env}`" + ("" if p.key_required else " (optional)")
         rows.append(
             f"| {p.name} | {prefix} | {key} | {yes(c.streaming)} | {yes(c.tools)} "
             f"| {yes(c.embeddings)} | {yes(c.batch_api)} |"

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._store import LocalStore
+
+if TYPE_CHECKING:
+    from ._api import Backend
 
 __all__ = ["google_backend"]
 
 
 def google_backend(
     provider: str, client: Any, store: LocalStore, *, api_key: str | None, api_base: str | None
-) -> Any:
+) -> Backend:
     """Gemini Batch Mode (``gemini``) or Vertex AI batch prediction (``vertex_ai``)."""
     if provider == "gemini":
         from ._gemini import GeminiBatches

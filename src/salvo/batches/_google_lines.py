@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, NamedTuple
 
 from .._errors import ConfigError, SalvoError
@@ -248,6 +248,7 @@ async def joined(
     provider: str,
     model: str,
     kind: str,
+    missing: Callable[[str], bytes] | None = None,
 ) -> AsyncIterator[tuple[bool, bytes]]:
     """(ok, OpenAI line) for each result ``(custom_id, ok, response bytes | Status)``, each
     input custom_id exactly once: a result for an unknown or already answered custom_id is
@@ -265,7 +266,7 @@ async def joined(
         yield ok, line
     for custom_id in ids:
         if custom_id not in seen:
-            yield False, missing_line(custom_id, provider)
+            yield False, (missing(custom_id) if missing else missing_line(custom_id, provider))
 
 
 def ended_line(custom_id: str, code: str, message: str) -> bytes:

@@ -326,8 +326,11 @@ class VertexBatches(StoreFiles):
                 return ended_line(custom_id, code, message)
 
         want = _KINDS[kind]
-        async for ok, line in joined(self._results(job, ids), ids, provider="vertex_ai",
-                                     model=batch.model or "", kind=CHAT, missing=missing):  # fmt: skip
+        results = self._results(job, ids)
+        model = batch.model or ""
+        async for ok, line in joined(
+            results, ids, provider="vertex_ai", model=model, kind=CHAT, missing=missing
+        ):
             if ok is want:
                 yield line
 

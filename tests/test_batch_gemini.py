@@ -223,3 +223,22 @@ async def test_submit_batch_picks_gemini_for_a_gemini_model(
             api_base=fake.gemini_base,
         )  # fmt: skip
         assert b.provider == "gemini" and b.status == "validating"
+
+
+async def test_stopping_a_result_read_early_closes_the_download(
+    fake: FakeProvider, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GeminiBatches, "inline_limit", 10)
+    f = await batches.acreate_file(chat_lines(2), **kw)
+    b = await batches.acreate_batch(input_file_id=f.id, **kw)
+    store = gemini_batches_of(fake)
+    store.advance(2)
+    result = gemini_files_of(fake).files[store.batches[f"batches/{b.id}"].responses_file]
+    result.data += b" " * (16 << 20)  # far more than the socket buffers hold
+    async with batches.aiter_file_content(f"{b.id}-output", **kw) as pieces:
+        async for piece in pieces:
+            assert b'"custom_id":"req-0"' in piece
+            break
+    download = next(r for r in fake.records if r.path.endswith(":download"))
+    await fake.wait_until_closed(download, timeout=5)
+    assert download.completed is None and download.disconnected is not None

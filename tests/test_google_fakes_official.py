@@ -129,3 +129,38 @@ async def test_google_cloud_storage_against_the_fake(monkeypatch: pytest.MonkeyP
         assert names == ["in/a.jsonl", "in/b.jsonl"]
         assert data == b'{"a": 1}\n' and second == b"second"
         assert gcs_of(fake).get("salvo-test", "in/a.jsonl").content_type == "application/jsonl"
+
+
+async def test_genai_on_vertex_with_google_auth_tokens(tmp_path: Path) -> None:
+    """google-auth's own refresh (its blocking transport, in a thread) against the fake's
+    token endpoint, then google-genai's Vertex calls and batch prediction jobs."""
+    from google.oauth2 import service_account as sa
+
+    from _google_creds import service_account
+    from salvo.testing._google_oauth import google_auth_of
+    from salvo.testing._vertex import vertex_jobs_of
+
+    async with FakeProvider() as fake:
+        fake.script("gemini-2.5-flash", Behavior(text="vertex says hi"))
+        path = service_account(fake, tmp_path)
+        creds = sa.Credentials.from_service_account_file(
+            str(path), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        client = genai.Client(
+            vertexai=True, project="test-project", location="us-central1", credentials=creds,
+            http_options=types.HttpOptions(base_url=fake.url, api_version="v1"),
+        )  # fmt: skip
+        resp = await asyncio.to_thread(
+            client.models.generate_content, model="gemini-2.5-flash", contents="hi"
+        )
+        assert resp.text == "vertex says hi"
+        assert google_auth_of(fake).issued == 1
+        job = await asyncio.to_thread(
+            client.batches.create, model="gemini-2.5-flash",
+            src="gs://bucket/in/requests.jsonl", config={"dest": "gs://bucket/out"},
+        )  # fmt: skip
+        assert job.state == types.JobState.JOB_STATE_PENDING
+        await asyncio.to_thread(client.batches.cancel, name=job.name)
+        vertex_jobs_of(fake).advance(1)
+        got = await asyncio.to_thread(client.batches.get, name=job.name)
+        assert got.state == types.JobState.JOB_STATE_CANCELLED

@@ -207,3 +207,20 @@ def test_import_salvo_does_not_import_google_auth() -> None:
     code = "import sys, salvo; print('google.auth' in sys.modules, 'cryptography' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+async def test_a_call_cancelled_during_the_token_exchange_closes_it(
+    fake: FakeProvider, creds: Path, client: salvo.Client
+) -> None:
+    google_auth_of(fake).latency = 30
+    task = asyncio.ensure_future(client.acompletion(MODEL, MSGS, **opts(fake, creds)))
+    while not [r for r in fake.records if r.path == "/token"]:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    exchange = next(r for r in fake.records if r.path == "/token")
+    await fake.wait_until_closed(exchange, timeout=5)
+    assert exchange.disconnected is not None and exchange.completed is None
+    google_auth_of(fake).latency = 0  # the next call is not stuck behind the cancelled one
+    assert (await client.acompletion(MODEL, MSGS, **opts(fake, creds))).choices

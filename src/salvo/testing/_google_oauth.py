@@ -10,7 +10,8 @@ and at most an hour after ``iat``, and a ``scope``. A good assertion gets ``{"ac
 
 `GoogleAuth` (``google_auth_of(fake)``) holds the registered accounts (`add_service_account`
 takes the RSA public numbers ``n`` and ``e``), the tokens it issued with their expiry
-(`expire_tokens` makes every one of them stale at once), ``token_lifetime``, and
+(`expire_tokens` makes every one of them stale at once), ``token_lifetime``, ``latency``
+(seconds before each answer), and
 ``fail_next``: scripted answers ``(status, body bytes)`` for the next token requests, to test
 a token endpoint that misbehaves. `check_bearer` is what the Vertex and Cloud Storage routes
 use: 401 ``UNAUTHENTICATED`` for a missing, unknown or expired token.
@@ -18,6 +19,7 @@ use: 401 ``UNAUTHENTICATED`` for a missing, unknown or expired token.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -57,6 +59,7 @@ class GoogleAuth:
     token_lifetime: int = 3599
     fail_next: list[tuple[int, bytes]] = field(default_factory=list)
     issued: int = 0
+    latency: float = 0.0  # seconds before the token endpoint answers
 
     def add_service_account(self, key_id: str, email: str, n: int, e: int = 65537) -> None:
         """Register the public key (RSA ``n``, ``e``) that signs ``email``'s assertions."""
@@ -77,6 +80,7 @@ class GoogleAuth:
         self.fail_next.clear()
         self.token_lifetime = 3599
         self.issued = 0
+        self.latency = 0.0
 
 
 def google_auth_of(owner: Any) -> GoogleAuth:
@@ -152,6 +156,8 @@ async def token(request: web.Request) -> web.StreamResponse:
     auth = google_auth_of(state)
     raw = await request.read()
     ex = state.begin(request, provider="google_oauth", model="", stream=False, body=None)
+    if auth.latency:
+        await asyncio.sleep(auth.latency)
     if auth.fail_next:
         status, body = auth.fail_next.pop(0)
         return await send_json(ex, status, body, {}, scripted=False)

@@ -242,3 +242,14 @@ async def test_stopping_a_result_read_early_closes_the_download(
     download = next(r for r in fake.records if r.path.endswith(":download"))
     await fake.wait_until_closed(download, timeout=5)
     assert download.completed is None and download.disconnected is not None
+
+
+async def test_a_file_over_geminis_limit_is_rejected_naming_the_line(
+    fake: FakeProvider, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GeminiBatches, "inline_limit", 10)
+    monkeypatch.setattr(GeminiBatches, "file_limit", 600)
+    f = await batches.acreate_file(b"\n" + chat_lines(5), **kw)
+    with pytest.raises(salvo.ConfigError, match=r"Line \d+ \(custom_id 'req-\d'\).*600 bytes"):
+        await batches.acreate_batch(input_file_id=f.id, **kw)
+    assert fake.records == []

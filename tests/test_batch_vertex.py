@@ -157,3 +157,21 @@ async def test_storage_rejects_a_stale_token_then_accepts_a_fresh_one(
     results = await results_of(done, kw)
     assert [r.custom_id for r in results] == ["req-0"] and results[0].ok
     assert google_auth_of(fake).issued == 2
+
+
+async def test_submit_batch_runs_natively_on_vertex_unless_the_base_is_custom(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    from salvo.batches._api import _target
+
+    async with salvo.Client() as client:
+        provider, model, over = _target(client, f"vertex_ai/{MODEL}", {})
+        assert (provider, model) == ("vertex_ai", MODEL)
+        assert over["api_base"].startswith("https://us-central1-aiplatform.googleapis.com/v1/")
+        assert _target(client, f"vertex_ai/{MODEL}", {"api_base": fake.url})[0] == "local"
+        async with salvo.Client(config={"model_list": [{"model_name": "v", "params": {
+                "model": f"vertex_ai/{MODEL}", "api_base": fake.vertex_base,
+                "batch": "native"}}]}) as configured:  # fmt: skip
+            msgs = [[{"role": "user", "content": "hi"}]]
+            b = await batches.asubmit_batch("v", msgs, client=configured, store_dir=tmp_path)
+        assert b.provider == "vertex_ai" and b.request_counts.total == 1

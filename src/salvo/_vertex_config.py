@@ -9,6 +9,7 @@
   ``https://{location}-aiplatform.googleapis.com`` (``global``: ``aiplatform.googleapis.com``).
 
 The deployment's ``api_base`` becomes ``{base}/v1/projects/{project}/locations/{location}``
+(an ``api_base`` that already has a ``/projects/`` path is kept as it is)
 (what the Vertex adapter and the batch backend append to), and its ``auth`` the account's
 shared :class:`~salvo._google_auth.ServiceAccountAuth`.
 """
@@ -25,11 +26,17 @@ from ._errors import ConfigError
 from ._google_auth import ServiceAccountAuth, credentials_auth, load_credentials
 from .providers import Endpoint
 
-__all__ = ["VERTEX_KEYS", "vertex_deployment"]
+__all__ = ["VERTEX_KEYS", "is_default_base", "vertex_deployment"]
 
 #: The per-call / config keys that configure Vertex AI (not sent in a request body).
 VERTEX_KEYS = frozenset({"vertex_project", "vertex_location", "vertex_credentials"})
 _LOCATION = re.compile(r"^[a-z0-9-]+$")
+_DEFAULT = re.compile(r"^https://([a-z0-9-]+-)?aiplatform\.googleapis\.com/")
+
+
+def is_default_base(api_base: str) -> bool:
+    """True when a resolved Vertex api_base is Google's own endpoint (not a custom one)."""
+    return _DEFAULT.match(api_base) is not None
 
 
 def _base_for(location: str) -> str:
@@ -62,6 +69,9 @@ def vertex_deployment(
     if not _LOCATION.match(str(location)):
         raise ConfigError(f"vertex_location {location!r} is not a Google Cloud location name.")
     base = (custom_base or _base_for(str(location))).rstrip("/")
-    api_base = f"{base}/v1/projects/{project}/locations/{location}"
+    if "/projects/" in base:  # already a resolved Vertex base (batches pass it on)
+        api_base = base
+    else:
+        api_base = f"{base}/v1/projects/{project}/locations/{location}"
     auth = credentials_auth(info)
     return dataclasses.replace(ep, api_base=api_base), auth

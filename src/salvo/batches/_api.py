@@ -261,6 +261,10 @@ def _target(client: Client, model: str, over: dict[str, Any]) -> tuple[str, str,
     dep = client.options(model, dict(over)).dep
     info = dep.info
     custom_base = dep.endpoint.api_base != (info.base_url or "").rstrip("/")
+    if info.name == "vertex_ai":  # its api_base holds the project and location
+        from .._vertex_config import is_default_base
+
+        custom_base = not is_default_base(dep.endpoint.api_base)
     native = info.capabilities.batch_api and (
         dep.batch == "native" or (dep.batch is None and not custom_base)
     )

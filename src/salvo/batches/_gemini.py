@@ -146,6 +146,8 @@ class GeminiBatches(StoreFiles):
     provider = "gemini"
     #: Requests up to this many bytes (encoded) are sent inline; larger ones as a file.
     inline_limit = 4 << 20
+    #: The largest input file Gemini takes (its batch guide: 2 GB).
+    file_limit = 2_000_000_000
 
     def __init__(
         self, client: Any, store: LocalStore, *, api_key: str | None, api_base: str | None
@@ -217,6 +219,11 @@ class GeminiBatches(StoreFiles):
             size += len(_ENCODE({"key": t.custom_id, "request": t.request})) + 1
             count += 1
             model = t.model
+            if size > self.file_limit:
+                raise ConfigError(
+                    f"Line {t.line} (custom_id {t.custom_id!r}) takes the translated batch past "
+                    f"Gemini's input file limit of {self.file_limit} bytes; split the file."
+                )
         if count == 0:
             raise ConfigError(f"The input file {input_file_id} holds no requests.")
         if size <= self.inline_limit:

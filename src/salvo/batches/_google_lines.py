@@ -69,6 +69,7 @@ class Translated(NamedTuple):
     custom_id: str
     model: str
     request: dict[str, Any]
+    line: int = 0
 
 
 def _model_name(model: Any, provider: str, line: int) -> str:
@@ -159,7 +160,7 @@ async def translate_file(
 
     def one(raw: bytes) -> Translated:
         nonlocal model
-        t = translate_line(raw, n, seen, provider=provider, kind=kind)
+        t = translate_line(raw, n, seen, provider=provider, kind=kind)._replace(line=n)
         if model is None:
             model = t.model
         elif t.model != model:

@@ -224,3 +224,38 @@ async def test_a_call_cancelled_during_the_token_exchange_closes_it(
     assert exchange.disconnected is not None and exchange.completed is None
     google_auth_of(fake).latency = 0  # the next call is not stuck behind the cancelled one
     assert (await client.acompletion(MODEL, MSGS, **opts(fake, creds))).choices
+
+
+async def test_closing_a_vertex_stream_early_closes_its_connection(
+    fake: FakeProvider, creds: Path, client: salvo.Client
+) -> None:
+    fake.script("gemini-2.5-flash", Behavior(chunks=6, chunk_interval=0.5, text="a b c d e f"))
+    stream = await client.acompletion(MODEL, MSGS, stream=True, **opts(fake, creds))
+    async with stream:
+        async for _ in stream:
+            break
+    record = fake.records_for("gemini-2.5-flash")[-1]
+    await fake.wait_until_closed(record, timeout=5)
+    assert record.disconnected is not None and record.completed is None
+
+
+async def test_token_endpoint_that_hangs_up_is_a_connection_error(
+    tmp_path: Path, client: salvo.Client
+) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{"access_tok')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, FakeProvider() as fake:
+        path = service_account(fake, tmp_path)
+        info = json.loads(path.read_text())
+        info["token_uri"] = f"http://127.0.0.1:{port}/token"
+        with pytest.raises(salvo.TransportError) as exc:
+            await client.acompletion(MODEL, MSGS, max_retries=1, vertex_credentials=info,
+                                     api_base=fake.vertex_base)  # fmt: skip
+        assert "ya29" not in str(exc.value) and "PRIVATE KEY" not in str(exc.value)
+        assert not [r for r in fake.records if r.provider == "vertex_ai"]

@@ -164,3 +164,22 @@ async def test_genai_on_vertex_with_google_auth_tokens(tmp_path: Path) -> None:
         vertex_jobs_of(fake).advance(1)
         got = await asyncio.to_thread(client.batches.get, name=job.name)
         assert got.state == types.JobState.JOB_STATE_CANCELLED
+
+
+async def test_genai_async_batch_embed(recwarn: pytest.WarningsRecorder) -> None:
+    async with FakeProvider() as fake:
+        client = _client(fake)
+        src = types.EmbeddingsBatchJobSource(
+            inlined_requests=types.EmbedContentBatch(
+                contents=["first text", "second text"],
+                config=types.EmbedContentConfig(output_dimensionality=4),
+            )
+        )
+        job = await asyncio.to_thread(
+            client.batches.create_embeddings, model="text-embedding-004", src=src
+        )
+        gemini_batches_of(fake).advance(2)
+        job = await asyncio.to_thread(client.batches.get, name=job.name)
+        assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+        got = job.dest.inlined_embed_content_responses
+        assert len(got) == 2 and len(got[0].response.embedding.values) == 4

@@ -361,7 +361,7 @@ class Client:
         auth = opts.dep.auth
         session = self._session or self._open()
         for last in (False, True):
-            headers = await auth(session)
+            headers = await auth(session) if auth is not None else {}
             authed = req._replace(headers={**req.headers, **headers})
             try:
                 if stream:

@@ -9,7 +9,7 @@ checked here, before any request is sent: an unknown provider or a missing key i
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,10 @@ from ._config import Config, ModelEntry
 from ._errors import ConfigError
 from .providers import PROVIDERS, Adapter, Endpoint, ProviderInfo
 
-__all__ = ["Deployment", "parse_models", "resolve_deployment", "split_model"]
+__all__ = ["Auth", "Deployment", "parse_models", "resolve_deployment", "split_model"]
+
+#: Async callable of the client's aiohttp session -> headers to add to one attempt.
+Auth = Callable[[Any], Awaitable[Mapping[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,7 @@ class Deployment:
     batch: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     #: Per-attempt auth headers (Vertex AI's access tokens): ``await auth(session)``.
-    auth: Any = field(default=None, repr=False)
+    auth: Auth | None = field(default=None, repr=False)
 
     @property
     def adapter(self) -> Adapter:

@@ -31,7 +31,7 @@ class GoogleRest(Rest):
         auth = self.dep.auth
         if auth is None:
             return None
-        extra: dict[str, str] = await auth(self.client._session or self.client._open())
+        extra = dict(await auth(self.client._session or self.client._open()))
         headers.update(extra)
         return extra
 

@@ -175,3 +175,28 @@ async def test_submit_batch_runs_natively_on_vertex_unless_the_base_is_custom(
             msgs = [[{"role": "user", "content": "hi"}]]
             b = await batches.asubmit_batch("v", msgs, client=configured, store_dir=tmp_path)
         assert b.provider == "vertex_ai" and b.request_counts.total == 1
+
+
+async def test_a_failed_job_reports_why_and_every_request_fails(
+    fake: FakeProvider, kw: dict[str, Any]
+) -> None:
+    f = await batches.acreate_file(chat_lines(2), **kw)
+    b = await batches.acreate_batch(input_file_id=f.id, **kw)
+    gcs_of(fake).objects.clear()  # the input vanished before the job ran
+    vertex_jobs_of(fake).advance(2)
+    done = await batches.aretrieve_batch(b.id, **kw)
+    assert done.status == "failed" and done.failed_at is not None
+    assert done.errors is not None and "does not exist" in done.errors.data[0].message
+    results = await results_of(done, kw)
+    assert sorted(r.custom_id for r in results) == ["req-0", "req-1"]
+    assert {r.error.code for r in results} == {"batch_failed"}
+
+
+async def test_results_ordered_in_input_order(fake: FakeProvider, kw: dict[str, Any]) -> None:
+    f = await batches.acreate_file(chat_lines(6), **kw)
+    b = await batches.acreate_batch(input_file_id=f.id, **kw)
+    vertex_jobs_of(fake).advance(2)
+    done = await batches.aretrieve_batch(b.id, **kw)
+    async with batches.abatch_results(done, ordered=True, **kw) as rs:
+        ids = [r.custom_id async for r in rs]
+    assert ids == [f"req-{i}" for i in range(6)]

@@ -36,7 +36,7 @@ from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translat
 from ._google_rest import GoogleRest
 from ._lines import CHAT, ENDPOINTS
 from ._store import LocalStore, StoreFiles
-from ._types import TERMINAL_STATUSES, Batch, Page, RequestCounts
+from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
 
 __all__ = ["VertexBatches"]
 
@@ -247,6 +247,11 @@ class VertexBatches(StoreFiles):
             batch.error_file_id = f"{bid}-errors"
         elif status in _ENDED:
             setattr(batch, f"{status}_at", ended)
+            if isinstance(job.error, dict) and job.error.get("message"):
+                code = job.error.get("code")
+                why = BatchError(code=None if code is None else str(code),
+                                 message=str(job.error["message"]))  # fmt: skip
+                batch.errors = BatchErrors(data=[why])
             has_output = job.output_info is not None and job.output_info.gcs_output_directory
             batch.output_file_id = f"{bid}-output" if readable and has_output else None
             batch.error_file_id = f"{bid}-errors" if readable else None

@@ -19,6 +19,7 @@ a log line or an error.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -90,8 +91,8 @@ def load_credentials(source: Any) -> dict[str, Any]:
 
 def credentials_auth(info: Mapping[str, Any]) -> ServiceAccountAuth:
     """The shared token source of a service account (one per account, key and token URI)."""
-    key = (str(info["client_email"]), str(info.get("private_key_id") or ""),
-           str(info.get("token_uri") or GOOGLE_TOKEN_URI))  # fmt: skip
+    digest = hashlib.sha256(str(info["private_key"]).encode()).hexdigest()
+    key = (str(info["client_email"]), digest, str(info.get("token_uri") or GOOGLE_TOKEN_URI))
     auth = _AUTHS.get(key)
     if auth is None:
         auth = _AUTHS[key] = ServiceAccountAuth(info)

@@ -4,6 +4,7 @@ and the hostile cases (broken result lines, lines Gemini has no batch for)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -253,3 +254,50 @@ async def test_a_file_over_geminis_limit_is_rejected_naming_the_line(
     with pytest.raises(salvo.ConfigError, match=r"Line \d+ \(custom_id 'req-\d'\).*600 bytes"):
         await batches.acreate_batch(input_file_id=f.id, **kw)
     assert fake.records == []
+
+
+async def test_upload_answers_that_break_the_protocol_are_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raw-socket 'Gemini' whose upload start has no session URL, then one whose final
+    chunk is not 'final': each a ResponseDecodeError, and no batch is created."""
+    monkeypatch.setattr(GeminiBatches, "inline_limit", 10)
+    seen: list[bytes] = []
+    mode = {"start_url": False}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await answer(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            seen.append(head.split(b" ")[1])
+            port = writer.get_extra_info("sockname")[1]
+            extra = b""
+            if b"upload_id" in head:
+                extra = b"X-Goog-Upload-Status: active\r\n"
+            elif mode["start_url"]:
+                extra = f"X-Goog-Upload-URL: http://127.0.0.1:{port}/s?upload_id=1\r\n".encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + extra + b"\r\n{}")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, salvo.Client() as client:
+        kw = {"client": client, "provider": "gemini", "api_key": "k", "api_base": base,
+              "store_dir": tmp_path}  # fmt: skip
+        f = await batches.acreate_file(chat_lines(2), **kw)
+        with pytest.raises(salvo.ResponseDecodeError, match="X-Goog-Upload-URL"):
+            await batches.acreate_batch(input_file_id=f.id, **kw)
+        mode["start_url"] = True
+        with pytest.raises(salvo.ResponseDecodeError, match="not 'final'"):
+            await batches.acreate_batch(input_file_id=f.id, **kw)
+    assert not [p for p in seen if b"batchGenerateContent" in p]

@@ -301,3 +301,24 @@ async def test_upload_answers_that_break_the_protocol_are_clear_errors(
         with pytest.raises(salvo.ResponseDecodeError, match="not 'final'"):
             await batches.acreate_batch(input_file_id=f.id, **kw)
     assert not [p for p in seen if b"batchGenerateContent" in p]
+
+
+async def test_an_upload_cut_midway_resumes_from_what_arrived(
+    fake: FakeProvider, kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(GeminiBatches, "inline_limit", 10)
+    files = gemini_files_of(fake)
+    files.drop_upload_after = 700
+    f = await batches.acreate_file(chat_lines(8), **kw)
+    b = await batches.acreate_batch(input_file_id=f.id, **kw)
+    uploads = [r for r in fake.records if "upload_id=" in r.path or r.path.startswith("/upload/")]
+    commands = [r.headers["x-goog-upload-command"] for r in uploads]
+    assert commands[0] == "start" and "query" in commands
+    assert [r.headers.get("x-goog-upload-offset") for r in uploads][-1] == "700"
+    uploaded = next(x for x in files.files.values() if x.source == "UPLOADED")
+    assert [json.loads(x)["key"] for x in uploaded.data.splitlines()] == [
+        f"req-{i}" for i in range(8)
+    ]
+    gemini_batches_of(fake).advance(2)
+    results = await results_of(await batches.aretrieve_batch(b.id, **kw), kw)
+    assert sorted(r.custom_id for r in results) == [f"req-{i}" for i in range(8)]

@@ -6,7 +6,8 @@
   endpoint: chat (``models/{m}:batchGenerateContent``) or embeddings
   (``models/{m}:asyncBatchEmbedContent``). Requests up to :attr:`GeminiBatches.inline_limit`
   bytes go inline, keyed by ``metadata.key = custom_id``; larger ones are streamed as a JSONL
-  file of ``{"key", "request"}`` lines through the Files API's resumable upload.
+  file of ``{"key", "request"}`` lines through the Files API's resumable upload
+  (``_gemini_upload``: a broken upload resumes from the bytes the session received).
 - Status: ``BATCH_STATE_PENDING`` -> ``validating``, ``RUNNING`` -> ``in_progress``,
   ``SUCCEEDED`` -> ``completed``, ``FAILED`` / ``CANCELLED`` / ``EXPIRED`` -> ``failed`` /
   ``cancelled`` / ``expired``. Gemini has no cancelling state (a cancelled batch stays
@@ -29,7 +30,8 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError, ResponseDecodeError
+from .._errors import ConfigError, NotFoundError
+from ._gemini_upload import unreadable, upload_jsonl
 from ._google_lines import (
     ended_line,
     input_ids,
@@ -39,7 +41,6 @@ from ._google_lines import (
 )
 from ._google_rest import GoogleRest
 from ._lines import CHAT, EMBEDDINGS, ENDPOINTS
-from ._rest import StreamedPayload
 from ._store import LocalStore, StoreFiles
 from ._types import TERMINAL_STATUSES, Batch, Page, RequestCounts
 
@@ -104,14 +105,6 @@ class _OpPage(msgspec.Struct, rename="camel"):
     next_page_token: str | None = None
 
 
-class _FileName(msgspec.Struct):
-    name: str
-
-
-class _Uploaded(msgspec.Struct):
-    file: _FileName
-
-
 class _ResultLine(msgspec.Struct):
     key: Any = None
     response: msgspec.Raw = msgspec.Raw(b"null")
@@ -120,7 +113,6 @@ class _ResultLine(msgspec.Struct):
 
 _DECODE_OP = msgspec.json.Decoder(_Operation).decode
 _DECODE_PAGE = msgspec.json.Decoder(_OpPage).decode
-_DECODE_UPLOADED = msgspec.json.Decoder(_Uploaded).decode
 _DECODE_LINE = msgspec.json.Decoder(_ResultLine).decode
 
 
@@ -131,13 +123,7 @@ def _int(value: int | str) -> int:
         return 0
 
 
-def _unreadable(what: str, raw: bytes) -> ResponseDecodeError:
-    err = ResponseDecodeError(
-        f"gemini sent a {what} that salvo cannot read; it began with "
-        f"{raw[:200].decode('utf-8', 'replace')!r}."
-    )
-    err.provider = "gemini"
-    return err
+_unreadable = unreadable
 
 
 class GeminiBatches(StoreFiles):
@@ -173,30 +159,10 @@ class GeminiBatches(StoreFiles):
         return lines()
 
     async def _upload(self, file_id: str, kind: str, size: int) -> str:
-        start = {
-            "X-Goog-Upload-Protocol": "resumable",
-            "X-Goog-Upload-Command": "start",
-            "X-Goog-Upload-Header-Content-Length": str(size),
-            "X-Goog-Upload-Header-Content-Type": "application/jsonl",
-        }
-        meta = {"file": {"displayName": f"salvo-{file_id}", "mimeType": "application/jsonl"}}
-        _, headers = await self.rest.request("POST", self.upload_url, json=meta, headers=start)
-        session = headers.get("X-Goog-Upload-URL")
-        if not session:
-            raise _unreadable("upload start without X-Goog-Upload-URL", b"")
-
-        def body() -> StreamedPayload:
-            return StreamedPayload(lambda: self._encoded(file_id, kind, False), size,
-                                   content_type="application/jsonl")  # fmt: skip
-
-        final = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
-        raw, headers = await self.rest.request("POST", session, body=body, headers=final)
-        if headers.get("X-Goog-Upload-Status", "").lower() != "final":
-            raise _unreadable("upload answer whose status is not 'final'", raw)
-        try:
-            return _DECODE_UPLOADED(raw).file.name
-        except msgspec.DecodeError:
-            raise _unreadable("file upload answer", raw) from None
+        return await upload_jsonl(
+            self.rest, self.upload_url, lambda: self._encoded(file_id, kind, False), size,
+            f"salvo-{file_id}",
+        )  # fmt: skip
 
     async def create_batch(
         self,

@@ -6,6 +6,8 @@
   with ``X-Goog-Upload-Command: upload`` or ``upload, finalize`` and ``X-Goog-Upload-Offset``
   (the bytes received so far, else 400); no key (the session URL is the credential). The answer
   carries ``X-Goog-Upload-Status: active`` (more to come) or ``final`` with ``{"file": File}``.
+  ``X-Goog-Upload-Command: query`` answers ``X-Goog-Upload-Size-Received``;
+  ``drop_upload_after = n`` cuts the next byte upload's connection after n bytes (kept).
 - ``GET /v1beta/files/{id}``, ``GET /v1beta/files?pageSize=&pageToken=``,
   ``DELETE /v1beta/files/{id}``, and the bytes at ``GET /v1beta/files/{id}:download?alt=media``
   (also under ``/download/v1beta/``).
@@ -86,6 +88,8 @@ class GeminiFiles:
     def __init__(self) -> None:
         self.files: dict[str, GeminiFile] = {}
         self.sessions: dict[str, _Session] = {}
+        #: Cut the connection of the next byte upload after this many bytes (then None).
+        self.drop_upload_after: int | None = None
 
     def add(
         self,
@@ -104,6 +108,7 @@ class GeminiFiles:
     def clear(self) -> None:
         self.files.clear()
         self.sessions.clear()
+        self.drop_upload_after = None
 
 
 def gemini_files_of(owner: Any) -> GeminiFiles:
@@ -142,10 +147,19 @@ _NO_KEY = "API key not valid. Please pass a valid API key."
 async def upload(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     store = gemini_files_of(state)
-    raw = await request.read()
     ex = state.begin(request, provider="gemini", model="", stream=False, body=None)
     command = request.headers.get("X-Goog-Upload-Command", "").replace(" ", "").lower()
     upload_id = request.query.get("upload_id")
+    drop = store.drop_upload_after if upload_id is not None and "upload" in command else None
+    if drop is not None:  # keep what arrived before the cut, as the real service does
+        store.drop_upload_after = None
+        session = store.sessions.get(upload_id or "")
+        offset = request.headers.get("X-Goog-Upload-Offset", "")
+        if session is not None and offset == str(len(session.data)):
+            session.data += await request.content.readexactly(drop)
+        await ex.abort()
+        return web.Response(status=499)
+    raw = await request.read()
     if upload_id is None:
         if not has_key(request):
             return await fail(ex, 401, _NO_KEY)
@@ -169,6 +183,10 @@ async def upload(request: web.Request) -> web.StreamResponse:
     session = store.sessions.get(upload_id)
     if session is None:
         return await fail(ex, 404, "No such upload session.")
+    if command == "query":
+        received = {"X-Goog-Upload-Status": "active",
+                    "X-Goog-Upload-Size-Received": str(len(session.data))}  # fmt: skip
+        return await ok(ex, {}, received)
     if command not in ("upload", "upload,finalize", "finalize"):
         return await fail(ex, 400, f"Unknown X-Goog-Upload-Command {command!r}.")
     offset = request.headers.get("X-Goog-Upload-Offset", "")

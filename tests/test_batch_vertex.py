@@ -200,3 +200,27 @@ async def test_results_ordered_in_input_order(fake: FakeProvider, kw: dict[str, 
     async with batches.abatch_results(done, ordered=True, **kw) as rs:
         ids = [r.custom_id async for r in rs]
     assert ids == [f"req-{i}" for i in range(6)]
+
+
+async def test_control_endpoints_drive_the_google_fake_from_outside(tmp_path: Path) -> None:
+    """What a test talking to ``python -m salvo.testing`` in another process would do."""
+    import aiohttp
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from salvo.testing._google_oauth import google_auth_of
+
+    async with FakeProvider() as fake, aiohttp.ClientSession() as http:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        n = key.public_key().public_numbers().n
+        body = {"key_id": "remote", "email": "r@x.iam.gserviceaccount.com", "n": str(n)}
+        async with http.post(f"{fake.url}/_fake/google/service_accounts", json=body) as r:
+            assert r.status == 200
+        assert google_auth_of(fake).accounts["remote"].n == n
+        async with http.post(f"{fake.url}/_fake/vertex/jobs/auto", json={"steps": 2}) as r:
+            assert r.status == 200
+        async with http.post(f"{fake.url}/_fake/gemini/batches/advance",
+                             json={"name": "batches/none"}) as r:  # fmt: skip
+            assert r.status == 404
+        async with http.post(f"{fake.url}/_fake/google/service_accounts", json={"n": 1}) as r:
+            assert r.status == 400
+        assert vertex_jobs_of(fake).auto_advance == 2

@@ -38,6 +38,7 @@ from . import (
     _gemini,
     _gemini_batches,
     _gemini_files,
+    _google_control,
     _google_oauth,
     _openai,
     _vertex,
@@ -109,6 +110,7 @@ INSTALLERS: list[Installer] = [
     _google_oauth.install,
     _gcs.install,
     _vertex.install,
+    _google_control.install,
 ]
 
 

@@ -6,6 +6,7 @@ worker thread while the fake answers on the test's loop."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 
@@ -123,9 +124,15 @@ async def test_google_cloud_storage_against_the_fake(monkeypatch: pytest.MonkeyP
             data = bucket.blob("in/a.jsonl").download_as_bytes()
             blob = bucket.get_blob("in/b.jsonl")
             assert blob is not None and blob.size == 6
+            big = bucket.blob("big.bin", chunk_size=256 * 1024)  # a resumable upload in chunks
+            payload = bytes(range(256)) * 2600
+            big.upload_from_file(io.BytesIO(payload))  # size unknown: resumable
+            assert bucket.blob("big.bin").download_as_bytes() == payload
             return names, data, blob.download_as_bytes()
 
         names, data, second = await asyncio.to_thread(run)
+        ranges = [r.headers.get("content-range") for r in fake.records if r.provider == "gcs"]
+        assert len([x for x in ranges if x]) == 3  # 665,600 bytes in 256 KiB chunks
         assert names == ["in/a.jsonl", "in/b.jsonl"]
         assert data == b'{"a": 1}\n' and second == b"second"
         assert gcs_of(fake).get("salvo-test", "in/a.jsonl").content_type == "application/jsonl"

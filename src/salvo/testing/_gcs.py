@@ -2,9 +2,11 @@
 
 Routes (``{name}`` is one URL-encoded path segment, ``/`` as ``%2F``):
 
-- ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=N`` (body = the bytes) and
-  ``?uploadType=multipart`` (``multipart/related``: JSON metadata, then the media), the two
-  python-storage and salvo use. Resumable uploads are not served (400 saying so).
+- ``POST /upload/storage/v1/b/{bucket}/o?uploadType=media&name=N`` (body = the bytes),
+  ``?uploadType=multipart`` (``multipart/related``: JSON metadata, then the media) and
+  ``?uploadType=resumable`` (JSON metadata; 200 with a ``Location`` session URI, then ``PUT``
+  chunks with ``Content-Range: bytes a-b/total`` (``*`` while the total is unknown): 308 with
+  ``Range: bytes=0-N`` until the last one, which answers the object).
 - ``GET /storage/v1/b/{bucket}/o?prefix=&delimiter=&maxResults=&pageToken=`` (list, keys
   absent when empty), ``GET /storage/v1/b/{bucket}/o/{name}`` (the object resource; with
   ``alt=media`` the bytes), ``GET /download/storage/v1/b/{bucket}/o/{name}?alt=media``,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +112,7 @@ class GcsStore:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], GcsObject] = {}
+        self.sessions: dict[str, tuple[str, dict[str, Any], bytearray]] = {}
         self.require_auth = False
         self._generation = 1_700_000_000_000_000
 
@@ -133,6 +137,7 @@ class GcsStore:
 
     def clear(self) -> None:
         self.objects.clear()
+        self.sessions.clear()
         self.require_auth = False
 
 
@@ -220,14 +225,65 @@ async def upload(request: web.Request) -> web.StreamResponse:
             return await _fail(ex, 400, "Invalid multipart request: the metadata is not JSON.")
         metadata = meta if isinstance(meta, dict) else {}
         media, mime = split[1], str(metadata.get("contentType") or split[2] or "")
+    elif kind == "resumable":
+        return await _start_resumable(request, ex, store, raw)
     else:
         return await _fail(ex, 400, f"uploadType {kind!r} is not served by this fake "
-                           "(media and multipart are).")  # fmt: skip
+                           "(media, multipart and resumable are).")  # fmt: skip
     name = request.query.get("name") or metadata.get("name")
     if not name or not isinstance(name, str):
         return await _fail(ex, 400, "Required parameter: name.")
     user_meta = metadata.get("metadata")
     obj = store.put(bucket, name, media, mime or "application/octet-stream",
+                    user_meta if isinstance(user_meta, dict) else None)  # fmt: skip
+    return await send_json(ex, 200, encode(obj.resource(_base(request))), {}, scripted=False)
+
+
+async def _start_resumable(
+    request: web.Request, ex: Exchange, store: GcsStore, raw: bytes
+) -> web.StreamResponse:
+    try:
+        meta = _DECODE.decode(raw) if raw else {}
+    except msgspec.DecodeError:
+        return await _fail(ex, 400, "The resumable upload's metadata is not JSON.")
+    meta = meta if isinstance(meta, dict) else {}
+    name = request.query.get("name") or meta.get("name")
+    if not name or not isinstance(name, str):
+        return await _fail(ex, 400, "Required parameter: name.")
+    meta["name"] = name
+    sid = secrets.token_hex(8)
+    store.sessions[sid] = (request.match_info["bucket"], meta, bytearray())
+    location = (f"{_base(request)}/upload/storage/v1/b/{request.match_info['bucket']}/o"
+                f"?uploadType=resumable&upload_id={sid}")  # fmt: skip
+    return await send_json(ex, 200, b"", {"Location": location}, scripted=False)
+
+
+@route
+async def resumable_chunk(request: web.Request) -> web.StreamResponse:
+    ex, store, failed = await _begin(request)
+    if failed is not None:
+        return failed
+    session = store.sessions.get(request.query.get("upload_id", ""))
+    if session is None:
+        return await _fail(ex, 404, "No such upload session.")
+    bucket, meta, data = session
+    raw = await request.read()
+    rng = request.headers.get("Content-Range", "").removeprefix("bytes ")
+    span, _, total = rng.partition("/")
+    if span != "*":
+        first, _, _last = span.partition("-")
+        if not first.isdigit() or int(first) != len(data):
+            return await _fail(ex, 400, f"Content-Range must start at byte {len(data)}.")
+        data += raw
+    if total == "*" or (total.isdigit() and len(data) < int(total)):
+        headers = {"Range": f"bytes=0-{len(data) - 1}"} if data else {}
+        return await send_json(ex, 308, b"", headers, scripted=False)
+    if not total.isdigit() or int(total) != len(data):
+        return await _fail(ex, 400, f"Upload size {len(data)} != declared {total}.")
+    del store.sessions[request.query["upload_id"]]
+    user_meta = meta.get("metadata")
+    obj = store.put(bucket, meta["name"], bytes(data),
+                    str(meta.get("contentType") or "application/octet-stream"),
                     user_meta if isinstance(user_meta, dict) else None)  # fmt: skip
     return await send_json(ex, 200, encode(obj.resource(_base(request))), {}, scripted=False)
 
@@ -302,6 +358,7 @@ async def one_object(request: web.Request) -> web.StreamResponse:
 def install(app: web.Application) -> None:
     gcs_of(app[STATE_KEY])
     app.router.add_post("/upload/storage/v1/b/{bucket}/o", upload)
+    app.router.add_put("/upload/storage/v1/b/{bucket}/o", resumable_chunk)
     app.router.add_get("/storage/v1/b/{bucket}/o", list_objects)
     app.router.add_route("GET", "/storage/v1/b/{bucket}/o/{name:.+}", one_object)
     app.router.add_route("DELETE", "/storage/v1/b/{bucket}/o/{name:.+}", one_object)

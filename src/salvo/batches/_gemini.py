@@ -123,9 +123,6 @@ def _int(value: int | str) -> int:
         return 0
 
 
-_unreadable = unreadable
-
-
 class GeminiBatches(StoreFiles):
     """Gemini Batch Mode with the OpenAI-shaped calls; input files in the local ``store``."""
 
@@ -217,7 +214,7 @@ class GeminiBatches(StoreFiles):
         try:
             return _DECODE_OP(raw)
         except msgspec.DecodeError:
-            raise _unreadable("batch operation", raw) from None
+            raise unreadable("batch operation", raw) from None
 
     async def _get(self, batch_id: str) -> _Operation:
         return self._decode_op(await self.rest.call("GET", f"{self.v}/batches/{_id(batch_id)}"))
@@ -275,7 +272,7 @@ class GeminiBatches(StoreFiles):
         try:
             page = _DECODE_PAGE(raw)
         except msgspec.DecodeError:
-            raise _unreadable("batch list", raw) from None
+            raise unreadable("batch list", raw) from None
         data = [self._batch(op) for op in page.operations]
         token = page.next_page_token or None
         return Page(data=data, has_more=token is not None,

@@ -183,7 +183,8 @@ def test_batch_discount() -> None:
     u = usage(1_000_000, 1_000_000)
     assert cost_usd("openai", "gpt-4o-mini", u, batch=True) == pytest.approx((0.15 + 0.6) / 2)
     assert cost_usd("anthropic", "claude-haiku-4-5", u, batch=True) == pytest.approx(3.0)
-    assert cost_usd("gemini", "gemini-2.5-flash", u, batch=True) is None
+    assert cost_usd("gemini", "gemini-2.5-flash", u, batch=True) == pytest.approx((0.3 + 2.5) / 2)
+    assert cost_usd("vertex_ai", "gemini-2.5-flash", u, batch=True) == pytest.approx(1.4)
     assert cost_usd("cohere", "command-a", u, batch=True) is None
 
 

@@ -536,4 +536,4 @@ def test_table_row() -> None:
     assert info is not None
     assert info.prefixes == ("gemini-",)
     caps = info.capabilities
-    assert caps.streaming and caps.tools and caps.embeddings and not caps.batch_api
+    assert caps.streaming and caps.tools and caps.embeddings and caps.batch_api

@@ -20,7 +20,7 @@ from ._budget import Budget, LocalBudget, spend_call, spend_stream
 from ._call import CallOptions, first_byte_error, read_body, send
 from ._caller import Result
 from ._config import Config, load_config
-from ._errors import ConfigError, SalvoError
+from ._errors import AuthenticationError, ConfigError, SalvoError
 from ._fanout import abatch_completion as _abatch_completion
 from ._fanout import agather_all as _agather_all
 from ._hedge import HedgeState
@@ -260,7 +260,7 @@ class Client:
         started = loop.time()
 
         async def attempt() -> EmbeddingResponse:
-            body = await self._read_body(opts, req)
+            body = await (self._read_body if dep.auth is None else self._authed)(opts, req)
             resp = dep.adapter.parse_embedding(dep.endpoint, body)
             resp.latency_s = loop.time() - started
             resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
@@ -286,7 +286,7 @@ class Client:
         started = loop.time()
 
         async def attempt() -> ModelResponse:
-            body = await self._read_body(opts, req)
+            body = await (self._read_body if dep.auth is None else self._authed)(opts, req)
             resp = dep.adapter.parse_chat(dep.endpoint, body)
             resp.latency_s = loop.time() - started
             resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
@@ -324,7 +324,10 @@ class Client:
 
         async def attempt() -> CompletionStream:
             first_by = None if fbt is None else loop.time() + fbt
-            resp = await self._send(opts, req)
+            if dep.auth is None:
+                resp = await self._send(opts, req)
+            else:
+                resp = await self._authed(opts, req, stream=True)
             stream = CompletionStream(
                 resp,
                 dep.adapter.stream_parser(dep.endpoint),
@@ -392,6 +395,33 @@ class Client:
     def _read_body(self, opts: CallOptions, req: HTTPRequest) -> Coroutine[Any, Any, bytes]:
         """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
         return read_body(self._session or self._open(), opts, req)
+
+    @overload
+    async def _authed(
+        self, opts: CallOptions, req: HTTPRequest, stream: Literal[False] = False
+    ) -> bytes: ...
+    @overload
+    async def _authed(
+        self, opts: CallOptions, req: HTTPRequest, stream: Literal[True]
+    ) -> aiohttp.ClientResponse: ...
+    async def _authed(self, opts: CallOptions, req: HTTPRequest, stream: bool = False) -> Any:
+        """One attempt of a deployment with ``auth`` (Vertex AI): its headers are fetched for
+        this attempt; a 401 drops the token and tries once more with a fresh one."""
+        auth = opts.dep.auth
+        session = self._session or self._open()
+        for last in (False, True):
+            headers = await auth(session) if auth is not None else {}
+            authed = req._replace(headers={**req.headers, **headers})
+            try:
+                if stream:
+                    return await send(session, opts, authed)
+                return await read_body(session, opts, authed)
+            except AuthenticationError:
+                invalidate = getattr(auth, "invalidate", None)
+                if last or invalidate is None:
+                    raise
+                invalidate(headers)
+        raise AssertionError("unreachable")
 
     # -- fan-out (implemented in _fanout and _race, on the FanoutClient protocol) -----------
 

@@ -46,11 +46,14 @@ DEPLOYMENT_KEYS = frozenset(
         "batch",
         "extra_headers",
         "custom_llm_provider",
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
     }
 )
 
 
-_SECRET_PARAMS = frozenset({"api_key", "extra_headers"})
+_SECRET_PARAMS = frozenset({"api_key", "extra_headers", "vertex_credentials"})
 
 
 def _is_env_ref(value: Any) -> bool:

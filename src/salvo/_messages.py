@@ -25,6 +25,9 @@ CALL_KEYS = frozenset(
         "rpm",
         "tpm",
         "max_parallel_requests",
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
     }
 )
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})

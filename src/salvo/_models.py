@@ -9,7 +9,7 @@ checked here, before any request is sent: an unknown provider or a missing key i
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,10 @@ from ._config import Config, ModelEntry
 from ._errors import ConfigError
 from .providers import PROVIDERS, Adapter, Endpoint, ProviderInfo
 
-__all__ = ["Deployment", "parse_models", "resolve_deployment", "split_model"]
+__all__ = ["Auth", "Deployment", "parse_models", "resolve_deployment", "split_model"]
+
+#: Async callable of the client's aiohttp session -> headers to add to one attempt.
+Auth = Callable[[Any], Awaitable[Mapping[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,8 @@ class Deployment:
     max_retries: int | None = None
     batch: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: Per-attempt auth headers (Vertex AI's access tokens): ``await auth(session)``.
+    auth: Auth | None = field(default=None, repr=False)
 
     @property
     def adapter(self) -> Adapter:
@@ -185,6 +190,18 @@ def resolve_deployment(
     def num(key: str) -> Any:
         return _first(overrides.get(key), from_entry(key))
 
+    auth = None
+    if info.name == "vertex_ai":
+        from ._vertex_config import vertex_deployment
+
+        custom = _first(
+            overrides.get("api_base"),
+            overrides.get("base_url"),
+            from_entry("api_base"),
+            from_entry("base_url"),
+            _env_base(info),
+        )
+        ep, auth = vertex_deployment(ep, num, custom_base=custom)
     return Deployment(
         name=model,
         info=info,
@@ -197,4 +214,5 @@ def resolve_deployment(
         max_retries=num("max_retries"),
         batch=from_entry("batch"),
         params=extra_params,
+        auth=auth,
     )

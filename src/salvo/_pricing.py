@@ -106,11 +106,14 @@ _DEFAULTS: dict[tuple[str, str], Price] = {
         cached_input_per_m=0.125,
         long_above=200_000,
         long=_GEMINI_PRO_LONG,
+        batch_discount=0.5,
     ),
     ("gemini", "gemini-2.5-flash"): Price(
-        input_per_m=0.3, output_per_m=2.5, cached_input_per_m=0.03
+        input_per_m=0.3, output_per_m=2.5, cached_input_per_m=0.03, batch_discount=0.5
     ),
-    ("gemini", "gemini-2.5-flash-lite"): Price(input_per_m=0.1, output_per_m=0.4),
+    ("gemini", "gemini-2.5-flash-lite"): Price(
+        input_per_m=0.1, output_per_m=0.4, batch_discount=0.5
+    ),
     ("cohere", "command-a"): Price(input_per_m=2.5, output_per_m=10.0),
     ("cohere", "command-r7b"): Price(input_per_m=0.0375, output_per_m=0.15),
     # Cohere's bare command-r / command-r-plus aliases are left out: the 2024 snapshots they
@@ -120,6 +123,10 @@ _DEFAULTS: dict[tuple[str, str], Price] = {
     ("cohere", "command-r-03-2024"): Price(input_per_m=0.5, output_per_m=1.5),
     ("cohere", "command-r-plus-04-2024"): Price(input_per_m=3.0, output_per_m=15.0),
 }
+# Vertex AI lists the Gemini models at the Gemini API's prices, batch prediction at half.
+_DEFAULTS.update(
+    {("vertex_ai", m): p for (prov, m), p in list(_DEFAULTS.items()) if prov == "gemini"}
+)
 
 _PRICES: dict[tuple[str, str], Price] = dict(_DEFAULTS)
 _RESOLVED: dict[tuple[str, str], Price | None] = {}

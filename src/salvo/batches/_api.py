@@ -154,6 +154,11 @@ async def backend_for(
 
         store = local_store(client, store_dir)
         return AnthropicBatches(client, store, api_key=api_key, api_base=api_base)
+    if provider in ("gemini", "vertex_ai"):
+        from ._google import google_backend
+
+        store = local_store(client, store_dir)
+        return google_backend(provider, client, store, api_key=api_key, api_base=api_base)
     from ._openai import OpenAIBatches
 
     store = local_store(client, store_dir)
@@ -256,6 +261,10 @@ def _target(client: Client, model: str, over: dict[str, Any]) -> tuple[str, str,
     dep = client.options(model, dict(over)).dep
     info = dep.info
     custom_base = dep.endpoint.api_base != (info.base_url or "").rstrip("/")
+    if info.name == "vertex_ai":  # its api_base holds the project and location
+        from .._vertex_config import is_default_base
+
+        custom_base = not is_default_base(dep.endpoint.api_base)
     native = info.capabilities.batch_api and (
         dep.batch == "native" or (dep.batch is None and not custom_base)
     )

@@ -23,6 +23,7 @@ from .cohere import CohereAdapter
 from .gemini import FINISH_REASONS as _GEMINI_FINISH
 from .gemini import GeminiAdapter
 from .openai import OpenAIAdapter
+from .vertex_ai import VertexAdapter
 
 __all__ = [
     "PROVIDERS",
@@ -101,9 +102,21 @@ for _row in (
         key_env="GEMINI_API_KEY",
         base_env="GEMINI_API_BASE",
         prefixes=("gemini-",),
-        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=False),
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True),
         finish_reasons=_GEMINI_FINISH,
         notes="Gemini API (AI Studio key in GEMINI_API_KEY; GOOGLE_API_KEY is not read)",
+    ),
+    ProviderInfo(
+        name="vertex_ai",
+        adapter=VertexAdapter("vertex_ai"),
+        base_url="https://aiplatform.googleapis.com",
+        key_env=None,
+        base_env="VERTEXAI_API_BASE",
+        key_required=False,
+        capabilities=Capabilities(streaming=True, tools=True, embeddings=False, batch_api=True),
+        finish_reasons=_GEMINI_FINISH,
+        notes="Gemini on Vertex AI: service-account credentials (extra salvo-llm[vertex]); "
+        "VERTEXAI_PROJECT, VERTEXAI_LOCATION, GOOGLE_APPLICATION_CREDENTIALS",
     ),
     ProviderInfo(
         name="cohere",
@@ -210,7 +223,10 @@ def providers_table() -> str:
     for p in providers():
         c = p.capabilities
         prefix = ", ".join(f"`{x}`" for x in (f"{p.name}/", *p.prefixes))
-        key = f"`{p.key_env}`" + ("" if p.key_required else " (optional)")
+        if p.key_env is None:  # vertex_ai: a service account's tokens, no key
+            key = "service account (`GOOGLE_APPLICATION_CREDENTIALS`)"
+        else:
+            key = f"`{p.key_env}`" + ("" if p.key_required else " (optional)")
         rows.append(
             f"| {p.name} | {prefix} | {key} | {yes(c.streaming)} | {yes(c.tools)} "
             f"| {yes(c.embeddings)} | {yes(c.batch_api)} |"

@@ -30,6 +30,12 @@ from the rest of salvo, so a mistake in salvo's adapters cannot be mirrored here
   ``sse_comments`` (``: keep-alive`` before each event), ``split_writes`` (each event in two
   writes split mid-line), ``include_usage`` (OpenAI streams: force the usage chunk on or off).
 
+Google's batch and cloud surfaces are served too (see each module): the Gemini Files API and
+Batch Mode (`_gemini_files`, `_gemini_batches`), Vertex AI ``generateContent`` and
+``batchPredictionJobs`` (`_vertex`), an OAuth token endpoint at ``/token`` that checks RS256
+service-account assertions (`_google_oauth`), and a Cloud Storage JSON API subset (`_gcs`; point
+``STORAGE_EMULATOR_HOST`` at ``fake.url``).
+
 A request header ``x-fake-behavior: <Behavior as a JSON object>`` overrides the script for that
 request. ``python -m salvo.testing --port N`` serves the fake from another process.
 """

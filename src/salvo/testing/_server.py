@@ -29,7 +29,20 @@ from typing import Any
 
 from aiohttp import web
 
-from . import _anthropic, _batches, _cohere, _files, _gemini, _openai
+from . import (
+    _anthropic,
+    _batches,
+    _cohere,
+    _files,
+    _gcs,
+    _gemini,
+    _gemini_batches,
+    _gemini_files,
+    _google_control,
+    _google_oauth,
+    _openai,
+    _vertex,
+)
 from ._behavior import Behavior, ScriptSpec, decode_script_spec
 from ._faults import encode
 from ._records import Record
@@ -88,10 +101,16 @@ INSTALLERS: list[Installer] = [
     _install_control,
     _openai.install,
     _anthropic.install,
+    _gemini_batches.install,  # before _gemini: its model:method route is more specific
     _gemini.install,
     _cohere.install,
     _files.install,
     _batches.install,
+    _gemini_files.install,
+    _google_oauth.install,
+    _gcs.install,
+    _vertex.install,
+    _google_control.install,
 ]
 
 
@@ -197,6 +216,21 @@ class FakeProvider:
 
     @property
     def gemini_base(self) -> str:
+        return self.url
+
+    @property
+    def vertex_base(self) -> str:
+        """Vertex AI's ``api_base`` (``VERTEXAI_API_BASE``) for this fake."""
+        return self.url
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint (a service account's ``token_uri``)."""
+        return self.url + "/token"
+
+    @property
+    def storage_base(self) -> str:
+        """Cloud Storage's base (``STORAGE_EMULATOR_HOST``) for this fake."""
         return self.url
 
     @property

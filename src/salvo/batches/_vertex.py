@@ -1,0 +1,359 @@
+"""Vertex AI batch prediction (protocols.md 15.2-15.3) behind OpenAI's batch shapes,
+``provider="vertex_ai"``.
+
+- Files: OpenAI-format input files live in the local store.
+- Create: every line is checked and translated first (``_google_lines``; chat only, one
+  model), then streamed to Cloud Storage as ``gs://{GCS_BUCKET_NAME}/salvo/<file>-<hex>/
+  input.jsonl`` (one ``{"request": GenerateContentRequest}`` per line, the line's position in
+  ``request.labels.salvo_line``: a label value Vertex accepts whatever the custom_id looks
+  like), and a ``batchPredictionJobs`` job is created with the output prefix beside it.
+- Status: ``JOB_STATE_QUEUED`` / ``PENDING`` -> ``validating``; ``RUNNING`` / ``PAUSED`` /
+  ``UPDATING`` -> ``in_progress``; ``SUCCEEDED`` / ``PARTIALLY_SUCCEEDED`` -> ``completed``;
+  ``CANCELLING`` -> ``cancelling``; ``CANCELLED``, ``FAILED``, ``EXPIRED`` as named. After
+  ``acancel_batch`` salvo answers ``cancelling`` until Vertex says the job is cancelled.
+  Counts: total from the input, completed / failed from ``completionStats``.
+- Results: every ``.jsonl`` object under ``outputInfo.gcsOutputDirectory`` is read (in
+  pieces), each line joined to its custom_id through the echoed label; ``status: ""`` lines
+  become output lines (parsed by the Gemini adapter, priced at the batch discount), others
+  error lines with Vertex's text. Every custom_id appears exactly once: a request with no
+  readable result line gets ``missing_result`` (completed job) or ``batch_cancelled`` /
+  ``batch_failed`` / ``batch_expired``; what a cancelled job wrote before it stopped is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import msgspec
+
+from .._errors import ConfigError, NotFoundError, ResponseDecodeError
+from ._gcs import Gcs, split_uri
+from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
+from ._google_rest import GoogleRest
+from ._lines import CHAT, ENDPOINTS
+from ._store import LocalStore, StoreFiles
+from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
+
+__all__ = ["VertexBatches"]
+
+_ENCODE = msgspec.json.Encoder().encode
+_STATUS = {
+    "QUEUED": "validating",
+    "PENDING": "validating",
+    "RUNNING": "in_progress",
+    "PAUSED": "in_progress",
+    "UPDATING": "in_progress",
+    "SUCCEEDED": "completed",
+    "PARTIALLY_SUCCEEDED": "completed",
+    "FAILED": "failed",
+    "UNSPECIFIED": "failed",
+    "CANCELLING": "cancelling",
+    "CANCELLED": "cancelled",
+    "EXPIRED": "expired",
+}
+_ENDED = {
+    "cancelled": ("batch_cancelled", "The request did not run: the batch was cancelled."),
+    "expired": ("batch_expired", "The request did not run before the batch expired."),
+    "failed": ("batch_failed", "The request did not run: the batch failed."),
+}
+_KINDS = {"output": True, "errors": False}
+
+
+class _Stats(msgspec.Struct, rename="camel"):
+    successful_count: int | str = 0
+    failed_count: int | str = 0
+
+
+class _OutputInfo(msgspec.Struct, rename="camel"):
+    gcs_output_directory: str | None = None
+
+
+class _Job(msgspec.Struct, rename="camel"):
+    name: str
+    state: str = "JOB_STATE_UNSPECIFIED"
+    model: str = ""
+    create_time: str | None = None
+    end_time: str | None = None
+    update_time: str | None = None
+    completion_stats: _Stats | None = None
+    output_info: _OutputInfo | None = None
+    error: Any = None
+
+
+class _Jobs(msgspec.Struct, rename="camel"):
+    batch_prediction_jobs: list[_Job] = msgspec.field(default_factory=list)
+    next_page_token: str | None = None
+
+
+class _Request(msgspec.Struct):
+    labels: dict[str, str] | None = None
+
+
+class _Line(msgspec.Struct):
+    status: Any = ""
+    request: _Request | None = None
+    response: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_DECODE_JOB = msgspec.json.Decoder(_Job).decode
+_DECODE_JOBS = msgspec.json.Decoder(_Jobs).decode
+_DECODE_LINE = msgspec.json.Decoder(_Line).decode
+
+
+def _int(value: int | str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _unreadable(what: str, raw: bytes) -> ResponseDecodeError:
+    err = ResponseDecodeError(
+        f"vertex_ai sent a {what} that salvo cannot read; it began with "
+        f"{raw[:200].decode('utf-8', 'replace')!r}."
+    )
+    err.provider = "vertex_ai"
+    return err
+
+
+class VertexBatches(StoreFiles):
+    """Vertex AI batch prediction with the OpenAI-shaped calls; input files in the local
+    ``store``, job files in the Cloud Storage bucket ``GCS_BUCKET_NAME``."""
+
+    provider = "vertex_ai"
+
+    def __init__(
+        self, client: Any, store: LocalStore, *, api_base: str | None, bucket: str | None = None
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.rest = GoogleRest(client, "vertex_ai", api_key=None, api_base=api_base,
+                               what="batches")  # fmt: skip
+        self.jobs = f"{self.rest.ep.api_base}/batchPredictionJobs"
+        self.gcs = Gcs(self.rest)
+        self.bucket = bucket or os.environ.get("GCS_BUCKET_NAME") or None
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def _lines(self, file_id: str) -> AsyncIterator[bytes]:
+        n = 0
+        async for t in translate_file(self.store, file_id, provider="vertex_ai", kind=CHAT):
+            request = {**t.request, "labels": {**t.request.get("labels", {}), "salvo_line": str(n)}}
+            n += 1
+            yield _ENCODE({"request": request}) + b"\n"
+
+    async def create_batch(
+        self,
+        *,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str,
+        metadata: Mapping[str, str] | None,
+    ) -> Batch:
+        if ENDPOINTS.get(endpoint) != CHAT:
+            raise ConfigError(
+                f"Vertex AI batch prediction runs chat completions only in salvo; use endpoint "
+                f"'/v1/chat/completions', not {endpoint!r} (or provider='local')."
+            )
+        self.store.get_file(input_file_id, "vertex_ai")
+        size = count = 0
+        model = ""
+        async for line in self._lines(input_file_id):  # check every line before uploading
+            size += len(line)
+            count += 1
+        if count == 0:
+            raise ConfigError(f"The input file {input_file_id} holds no requests.")
+        async for t in translate_file(self.store, input_file_id, provider="vertex_ai", kind=CHAT):
+            model = t.model
+            break
+        if not self.bucket:
+            raise ConfigError(
+                "Vertex AI batch prediction reads its input from Cloud Storage: set "
+                "GCS_BUCKET_NAME to a bucket the service account can write to."
+            )
+        root = f"salvo/{input_file_id}-{secrets.token_hex(4)}"
+        await self.gcs.upload(self.bucket, f"{root}/input.jsonl",
+                              lambda: self._lines(input_file_id), size)  # fmt: skip
+        path = model if model.startswith(("publishers/", "projects/")) else (
+            f"publishers/google/models/{model}")  # fmt: skip
+        body = {
+            "displayName": f"salvo-{input_file_id}",
+            "model": path,
+            "inputConfig": {"instancesFormat": "jsonl",
+                            "gcsSource": {"uris": [f"gs://{self.bucket}/{root}/input.jsonl"]}},
+            "outputConfig": {"predictionsFormat": "jsonl",
+                             "gcsDestination": {"outputUriPrefix": f"gs://{self.bucket}/{root}/output"}},
+        }  # fmt: skip
+        job = self._decode(await self.rest.call("POST", self.jobs, json=body))
+        info = {
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": completion_window,
+            "metadata": dict(metadata) if metadata else None,
+            "model": model,
+            "count": count,
+        }
+        self.store.remember("vertex_ai", _id(job.name), info)
+        return self._batch(job)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _decode(self, raw: bytes) -> _Job:
+        try:
+            return _DECODE_JOB(raw)
+        except msgspec.DecodeError:
+            raise _unreadable("batch prediction job", raw) from None
+
+    async def _get(self, batch_id: str) -> _Job:
+        return self._decode(await self.rest.call("GET", f"{self.jobs}/{_id(batch_id)}"))
+
+    def _batch(self, job: _Job) -> Batch:
+        bid = _id(job.name)
+        info, cost = self.store.recall("vertex_ai", bid)
+        status = _STATUS.get(job.state.removeprefix("JOB_STATE_"), "in_progress")
+        created = rfc3339(job.create_time) or 0
+        ended = rfc3339(job.end_time) or rfc3339(job.update_time)
+        stats = job.completion_stats or _Stats()
+        batch = Batch(
+            id=bid,
+            endpoint=info.get("endpoint", "/v1/chat/completions"),
+            input_file_id=info.get("input_file_id", ""),
+            completion_window=info.get("completion_window", "24h"),
+            created_at=created,
+            request_counts=RequestCounts(
+                total=int(info.get("count") or 0),
+                completed=_int(stats.successful_count),
+                failed=_int(stats.failed_count),
+            ),
+            metadata=info.get("metadata"),
+            model=info.get("model") or job.model.rsplit("/", 1)[-1] or None,
+            provider="vertex_ai",
+            cost_usd=cost,
+        )
+        if status not in ("validating",):
+            batch.in_progress_at = created
+        batch.cancelling_at = info.get("cancelling_at")
+        if status not in TERMINAL_STATUSES and batch.cancelling_at is not None:
+            status = "cancelling"
+        batch.status = status
+        readable = bool(info.get("input_file_id"))
+        if status == "completed":
+            batch.finalizing_at = batch.completed_at = ended
+            batch.output_file_id = f"{bid}-output"
+            batch.error_file_id = f"{bid}-errors"
+        elif status in _ENDED:
+            setattr(batch, f"{status}_at", ended)
+            if isinstance(job.error, dict) and job.error.get("message"):
+                code = job.error.get("code")
+                why = BatchError(code=None if code is None else str(code),
+                                 message=str(job.error["message"]))  # fmt: skip
+                batch.errors = BatchErrors(data=[why])
+            has_output = job.output_info is not None and job.output_info.gcs_output_directory
+            batch.output_file_id = f"{bid}-output" if readable and has_output else None
+            batch.error_file_id = f"{bid}-errors" if readable else None
+        return batch
+
+    async def retrieve_batch(self, batch_id: str) -> Batch:
+        return self._batch(await self._get(batch_id))
+
+    async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
+        params = {"pageSize": str(limit)}
+        if after is not None:
+            params["pageToken"] = after
+        raw = await self.rest.call("GET", self.jobs, params=params)
+        try:
+            page = _DECODE_JOBS(raw)
+        except msgspec.DecodeError:
+            raise _unreadable("batch prediction job list", raw) from None
+        data = [self._batch(job) for job in page.batch_prediction_jobs]
+        token = page.next_page_token or None
+        return Page(data=data, has_more=token is not None,
+                    first_id=data[0].id if data else None, last_id=token)  # fmt: skip
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        bid = _id(batch_id)
+        await self.rest.call("POST", f"{self.jobs}/{bid}:cancel")
+        info, _ = self.store.recall("vertex_ai", bid)
+        if info.get("cancelling_at") is None:
+            self.store.remember("vertex_ai", bid, {**info, "cancelling_at": int(time.time())})
+        return await self.retrieve_batch(bid)
+
+    # -- results -----------------------------------------------------------------------------
+
+    async def _results(self, job: _Job, ids: list[str]) -> AsyncIterator[tuple[Any, bool, Any]]:
+        out = job.output_info.gcs_output_directory if job.output_info else None
+        if not out:
+            return
+        bucket, prefix = split_uri(out.rstrip("/") + "/")
+        for name in await self.gcs.list(bucket, prefix):
+            if not name.endswith(".jsonl"):
+                continue
+            tail = b""
+            async for piece in self.gcs.download(bucket, name):
+                lines = (tail + piece).split(b"\n")
+                tail = lines.pop()
+                for raw in filter(bytes.strip, lines):
+                    one = _result(raw, ids)
+                    if one is not None:
+                        yield one
+            if tail.strip():
+                one = _result(tail, ids)
+                if one is not None:
+                    yield one
+
+    async def content(self, file_id: str) -> AsyncIterator[bytes]:
+        bid, _, kind = file_id.rpartition("-")
+        info, _ = self.store.recall("vertex_ai", bid) if bid else ({}, None)
+        if kind not in _KINDS or not info.get("input_file_id"):
+            async for piece in self.store.iter_file(file_id, "vertex_ai"):
+                yield piece
+            return
+        job = await self._get(bid)
+        batch = self._batch(job)
+        if batch.status not in TERMINAL_STATUSES:
+            raise NotFoundError(
+                f"vertex_ai: the results of {bid} are not ready (its status is "
+                f"{batch.status!r}); wait for the batch to end (await_batch).",
+                status_code=404,
+                provider="vertex_ai",
+                model="",
+            )
+        ids = [c async for c in input_ids(self.store, info["input_file_id"], "vertex_ai")]
+        missing = None
+        if batch.status in _ENDED:
+            code, message = _ENDED[batch.status]
+
+            def missing(custom_id: str) -> bytes:
+                return ended_line(custom_id, code, message)
+
+        want = _KINDS[kind]
+        results = self._results(job, ids)
+        model = batch.model or ""
+        async for ok, line in joined(
+            results, ids, provider="vertex_ai", model=model, kind=CHAT, missing=missing
+        ):
+            if ok is want:
+                yield line
+
+
+def _id(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _result(raw: bytes, ids: list[str]) -> tuple[Any, bool, Any] | None:
+    try:
+        line = _DECODE_LINE(raw)
+    except msgspec.DecodeError:
+        log.warning("vertex_ai: a prediction line is not JSON (%d bytes); its request gets "
+                    "an error line", len(raw))  # fmt: skip
+        return None
+    labels = (line.request.labels if line.request else None) or {}
+    pos = labels.get("salvo_line", "")
+    key = ids[int(pos)] if pos.isdigit() and int(pos) < len(ids) else None
+    good = not line.status and bytes(line.response) != b"null"
+    status = line.status if line.status else "Vertex AI returned no response for this request."
+    return key, good, bytes(line.response) if good else status

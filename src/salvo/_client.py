@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import _compat
 from ._call import CallOptions, first_byte_error, read_body, send
 from ._config import Config, load_config
 from ._errors import ConfigError, SalvoError
@@ -151,6 +152,8 @@ class Client:
 
     def options(self, model: str, params: dict[str, Any]) -> CallOptions:
         """Resolve ``model`` and pop the call-configuring keys out of ``params`` (in place)."""
+        if _compat.ACTIVE or (params and not _compat.LITELLM_KEYS.isdisjoint(params)):
+            _compat.litellm_args(self.config, model, params)
         if params and not CALL_KEYS.isdisjoint(params):
             over = {k: params.pop(k) for k in CALL_KEYS.intersection(params)}
         else:
@@ -222,6 +225,10 @@ class Client:
     ) -> ModelResponse | CompletionStream:
         """One chat completion: a ModelResponse, or with ``stream=True`` a CompletionStream
         whose first chunk has already arrived."""
+        if params and not _compat.CALL_LEVEL.isdisjoint(params):  # mock_response, fallbacks
+            from ._litellm_calls import acompletion_call_level
+
+            return await acompletion_call_level(self, model, messages, stream, params)
         opts = self.options(model, params)
         check_messages(messages)
         if stream:

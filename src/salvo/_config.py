@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._compat import ENTRY_KEYS, strict_entries_seen
 from ._errors import ConfigError
 
 __all__ = ["Config", "ModelEntry", "load_config", "resolve_env_ref"]
@@ -30,24 +31,27 @@ __all__ = ["Config", "ModelEntry", "load_config", "resolve_env_ref"]
 _ENV_PREFIX = "os.environ/"
 
 #: Keys a model entry's params may hold besides provider parameters passed to the request.
-DEPLOYMENT_KEYS = frozenset(
-    {
-        "model",
-        "api_key",
-        "api_base",
-        "base_url",
-        "api_version",
-        "rpm",
-        "tpm",
-        "max_parallel_requests",
-        "timeout",
-        "stream_timeout",
-        "max_retries",
-        "batch",
-        "extra_headers",
-        "custom_llm_provider",
-    }
-)
+DEPLOYMENT_KEYS = (
+    frozenset(
+        {
+            "model",
+            "api_key",
+            "api_base",
+            "base_url",
+            "api_version",
+            "rpm",
+            "tpm",
+            "max_parallel_requests",
+            "timeout",
+            "stream_timeout",
+            "max_retries",
+            "batch",
+            "extra_headers",
+            "custom_llm_provider",
+        }
+    )
+    | ENTRY_KEYS
+)  # LiteLLM's (num_retries, drop_params, input_cost_per_token, ...): never sent
 
 
 _SECRET_PARAMS = frozenset({"api_key", "extra_headers"})
@@ -195,6 +199,8 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
         batch = params.get("batch")
         if batch is not None and batch not in ("native", "local"):
             raise ConfigError(f"{at}: 'batch' of {name!r} must be 'native' or 'local'.")
+        if params.get("drop_params") is False:
+            strict_entries_seen()
         cfg.models.setdefault(name.strip(), []).append(
             ModelEntry(model_name=name.strip(), params=dict(params), line=line)
         )

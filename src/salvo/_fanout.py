@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import AllModelsFailedError, ConfigError, SalvoError
-from ._messages import CALL_KEYS, check_messages
+from ._messages import BODY_EXCLUDED, check_messages
 from ._models import parse_models
 from ._stream import CompletionStream
 from ._types import ModelResponse
@@ -82,7 +82,7 @@ async def arace(
     names = parse_models(models)
     check_messages(messages)
     all_opts = [client.options(m, dict(params)) for m in names]
-    call_params = {k: v for k, v in params.items() if k not in CALL_KEYS}
+    call_params = {k: v for k, v in params.items() if k not in BODY_EXCLUDED}
     run = client.stream_with if stream else client.complete_with
     tasks = [asyncio.create_task(run(o, messages, call_params)) for o in all_opts]
     index = {t: i for i, t in enumerate(tasks)}
@@ -121,7 +121,7 @@ async def agather_all(
     names = parse_models(models)
     check_messages(messages)
     all_opts = [client.options(m, dict(params)) for m in names]
-    call_params = {k: v for k, v in params.items() if k not in CALL_KEYS}
+    call_params = {k: v for k, v in params.items() if k not in BODY_EXCLUDED}
 
     async def one(i: int) -> Result:
         try:

@@ -19,6 +19,7 @@ from ._api import (
     alist_batches,
     aretrieve_batch,
     is_local,
+    pick_provider,
 )
 from ._results import await_batch
 from ._store import FileSource
@@ -44,7 +45,7 @@ def create_file(file: FileSource, **kw: Any) -> FileObject:
 
 async def _create(**kw: Any) -> Batch:
     batch = await acreate_batch(**kw)
-    provider = kw.get("provider", "openai")
+    provider = pick_provider(kw.get("provider", "openai"), kw.get("custom_llm_provider"))
     if not is_local(provider):
         return batch
     keep = ("client", "api_key", "api_base", "store_dir", "model", "concurrency")

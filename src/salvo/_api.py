@@ -19,6 +19,7 @@ from ._client import Client
 from ._errors import ConfigError
 from ._fanout import Result
 from ._messages import check_messages
+from ._portal import asyncio_loop
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
 
@@ -56,7 +57,7 @@ def _cached() -> Client | None:
     if (
         client is not None
         and _last_loop is not None
-        and _last_loop() is asyncio.get_running_loop()
+        and _last_loop() is asyncio._get_running_loop()
         and not client.closed
     ):
         return client
@@ -66,7 +67,7 @@ def _cached() -> Client | None:
 async def default_client() -> Client:
     """The Client the module-level functions use on the running loop."""
     global _last_loop, _last_client
-    loop = asyncio.get_running_loop()
+    loop = asyncio_loop()  # a ConfigError under trio, not "no running event loop"
     client = _DEFAULTS.get(loop)
     if client is not None and not client.closed:
         _last_loop, _last_client = weakref.ref(loop), client

@@ -23,7 +23,7 @@ from ._api import (
 )
 from ._results import await_batch
 from ._store import FileSource
-from ._types import Batch, FileObject, Page
+from ._types import Batch, FileContent, FileObject, Page
 
 __all__ = [
     "batch_completion_create",
@@ -72,7 +72,7 @@ def cancel_batch(batch_id: str, **kw: Any) -> Batch:
     return _run("cancel_batch", "acancel_batch", acancel_batch, batch_id, **kw)
 
 
-def file_content(file_id: str, **kw: Any) -> bytes:
+def file_content(file_id: str, **kw: Any) -> FileContent:
     """Blocking :func:`salvo.afile_content`: the file's whole content."""
     return _run("file_content", "afile_content", afile_content, file_id, **kw)
 

@@ -24,7 +24,7 @@ from ._errors import ConfigError, SalvoError
 if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
 
-__all__ = ["asyncio_loop", "portal", "run_blocking", "stop_portal"]
+__all__ = ["asyncio_loop", "portal", "run_blocking", "running_portal", "stop_portal"]
 
 T = TypeVar("T")
 
@@ -94,6 +94,11 @@ def portal() -> BlockingPortal:
         return box[0]
 
 
+def running_portal() -> BlockingPortal | None:
+    """The portal if its loop is running, else None (never starts one)."""
+    return _portal
+
+
 def run_blocking(
     name: str, twin: str, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any
 ) -> T:
@@ -105,7 +110,14 @@ def run_blocking(
         )
     if kwargs:
         fn = functools.partial(fn, **kwargs)
-    result: T = portal().call(fn, *args)
+    future = portal().start_task_soon(fn, *args)
+    try:
+        result: T = future.result()
+    except BaseException:
+        # Ctrl-C (or any exception raised in this thread while it waits): cancel the call on
+        # the loop too, which closes every HTTP response it opened.
+        future.cancel()
+        raise
     return result
 
 

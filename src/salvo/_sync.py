@@ -7,13 +7,14 @@ call. ``completion(..., stream=True)`` returns a :class:`SyncStream`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from . import _api
 from ._fanout import Result
-from ._portal import portal, run_blocking
+from ._portal import portal, run_blocking, running_portal
 from ._types import ChatCompletionChunk, EmbeddingResponse, ModelResponse
 
 if TYPE_CHECKING:
@@ -62,12 +63,30 @@ class SyncStream:
 
     def close(self) -> None:
         """Close the HTTP stream now (idempotent)."""
-        if not self._stream.closed:
-            portal().call(self._stream.aclose)
+        p = running_portal()  # None: the loop stopped (at exit), and its connections with it
+        if p is not None and not self._stream.closed:
+            p.call(self._stream.aclose)
 
     @property
     def closed(self) -> bool:
         return self._stream.closed
+
+    def __del__(self) -> None:
+        # Dropped without being read to its end or closed: close it on the loop, without
+        # waiting (this may run in any thread, even the loop's own).
+        stream = getattr(self, "_stream", None)
+        if stream is None or stream.closed:
+            return
+        p = running_portal()
+        if p is None:  # the loop is gone already, and its connections with it
+            return
+        try:
+            p.start_task_soon(stream.aclose)
+        except RuntimeError:  # on the loop's own thread: schedule it there
+            try:
+                asyncio.get_running_loop().create_task(stream.aclose())
+            except RuntimeError:
+                pass
 
     def collect(self) -> ModelResponse:
         """The rest of the stream assembled into one ModelResponse."""

@@ -255,3 +255,100 @@ async def test_race_and_gather_consume_litellm_arguments(fake: FakeProvider) -> 
     assert not (LITELLM_ONLY & sent_keys(fake)), sent_keys(fake)
     got = await salvo.agather_all(["openai/a", "openai/b"], MSGS, mock_response="m")
     assert [r.content for r in got] == ["m", "m"]  # type: ignore[union-attr]
+
+
+async def test_request_timeout_is_the_call_deadline(fake: FakeProvider) -> None:
+    fake.script("slow", Behavior(latency=5.0))
+    with pytest.raises(salvo.TimeoutError):
+        await salvo.acompletion(
+            "openai/slow",
+            MSGS,
+            api_base=fake.openai_base,
+            api_key="k",
+            request_timeout=0.2,
+            num_retries=0,
+        )
+    (rec,) = fake.records
+    assert "request_timeout" not in rec.body
+
+
+async def test_config_entry_drop_params_false(fake: FakeProvider) -> None:
+    config = {
+        "model_list": [
+            {
+                "model_name": "strict",
+                "litellm_params": {
+                    "model": "anthropic/claude-x",
+                    "api_base": fake.anthropic_base,
+                    "api_key": "k",
+                    "drop_params": False,
+                },
+            },
+            {
+                "model_name": "gem",
+                "litellm_params": {
+                    "model": "gemini/gemini-2.0-flash",
+                    "api_base": fake.gemini_base,
+                    "api_key": "k",
+                    "drop_params": False,
+                    "user": "entry-level-param",  # dropped by the Gemini adapter
+                },
+            },
+        ]
+    }
+    async with salvo.Client(config=config) as client:
+        with pytest.raises(salvo.ConfigError, match="presence_penalty"):
+            await client.acompletion("strict", MSGS, presence_penalty=0.5)
+        with pytest.raises(salvo.ConfigError, match="user"):
+            await client.acompletion("gem", MSGS)
+        # a call may still allow dropping for itself
+        await client.acompletion("strict", MSGS, presence_penalty=0.5, drop_params=True)
+    assert len(fake.records) == 1 and "presence_penalty" not in fake.records[0].body
+
+
+async def test_client_race_refuses_call_level_arguments(fake: FakeProvider) -> None:
+    async with salvo.Client() as client:
+        with pytest.raises(salvo.ConfigError, match="fallbacks"):
+            await client.arace(
+                ["openai/a", "openai/b"],
+                MSGS,
+                api_base=fake.openai_base,
+                api_key="k",
+                fallbacks=["openai/c"],
+            )
+        await client.arace(
+            ["openai/a", "openai/b"],
+            MSGS,
+            api_base=fake.openai_base,
+            api_key="k",
+            num_retries=0,
+            caching=True,
+        )
+    assert fake.records and not (LITELLM_ONLY & sent_keys(fake))
+    with pytest.raises(salvo.ConfigError, match="fallbacks"):
+        await salvo.arace(["openai/a"], MSGS, fallbacks=["openai/c"])
+
+
+async def test_embedding_consumes_litellm_arguments(fake: FakeProvider) -> None:
+    await salvo.aembedding(
+        "openai/text-embedding-3-small",
+        "hello",
+        api_base=fake.openai_base,
+        api_key="k",
+        num_retries=0,
+        caching=True,
+        metadata={"a": 1},
+    )
+    (rec,) = fake.records
+    assert not (LITELLM_ONLY & set(rec.body)), rec.body
+
+
+async def test_prices_must_be_numbers() -> None:
+    with pytest.raises(salvo.ConfigError, match="input_cost_per_token"):
+        await salvo.acompletion(
+            "openai/m", MSGS, api_key="k", api_base="http://127.0.0.1:9", input_cost_per_token="1"
+        )
+    with pytest.raises(salvo.ConfigError, match="drop_params"):
+        await salvo.acompletion(
+            "openai/m", MSGS, api_key="k", api_base="http://127.0.0.1:9", drop_params="no"
+        )

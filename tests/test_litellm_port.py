@@ -228,3 +228,13 @@ async def test_submit_batch_keeps_litellm_arguments_off_the_lines(fake: FakeProv
     sent = fake_batches.batches_of(fake).get(batch.id).requests
     assert [body["temperature"] for _, _, body in sent] == [0.1, 0.1]
     assert all(not (LITELLM_ONLY & set(body)) for _, _, body in sent)
+
+
+async def test_files_functions_consume_litellm_arguments_and_name_strangers(
+    fake: FakeProvider, tmp_path: Path
+) -> None:
+    page = await litellm.alist_batches(custom_llm_provider="openai", caching=True, num_retries=1)
+    assert page.data == []
+    with pytest.raises(litellm.ConfigError, match="'bogus'"):
+        await litellm.alist_files(custom_llm_provider="openai", bogus=1)
+    assert [r.path for r in fake.records] == ["/v1/batches"]  # the refused call sent nothing

@@ -9,6 +9,7 @@ takes ``client=`` (default: the module-level client of the running loop), ``api_
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("salvo")
 _ENCODE = msgspec.json.Encoder().encode
 _STORES: dict[str, LocalStore] = {}
 
@@ -115,6 +117,19 @@ def is_local(provider: str) -> bool:
     return not info.capabilities.batch_api
 
 
+def _consume(extra: Mapping[str, Any]) -> None:
+    """LiteLLM's client-side arguments on a files/batches call are consumed (a debug line
+    says so); anything else is a ConfigError that names it, not a bare TypeError."""
+    unknown = sorted(k for k in extra if k not in LITELLM_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Unexpected argument(s) {', '.join(map(repr, unknown))} for a files/batches "
+            "function; it takes provider= (or custom_llm_provider=), client=, api_key=, "
+            "api_base= and store_dir=, besides its own."
+        )
+    log.debug("salvo ignored LiteLLM-only arguments (not sent): %s", ", ".join(sorted(extra)))
+
+
 def pick_provider(provider: str, custom_llm_provider: str | None) -> str:
     """``provider``, or LiteLLM's ``custom_llm_provider`` when given (one of them, or both
     the same)."""
@@ -152,10 +167,13 @@ async def backend_for(
     concurrency: int | None = None,
     on_progress: Callable[[Batch], None] | None = None,
     custom_llm_provider: str | None = None,
+    **extra: Any,
 ) -> Backend:
     """The backend that serves ``provider``'s files and batches (LiteLLM's
-    ``custom_llm_provider`` names it too)."""
+    ``custom_llm_provider`` names it too; its other client-side arguments are consumed)."""
     provider = pick_provider(provider, custom_llm_provider)
+    if extra:
+        _consume(extra)
     if client is None:
         from .._api import default_client
 

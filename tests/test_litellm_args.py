@@ -352,3 +352,17 @@ async def test_prices_must_be_numbers() -> None:
         await salvo.acompletion(
             "openai/m", MSGS, api_key="k", api_base="http://127.0.0.1:9", drop_params="no"
         )
+
+
+async def test_module_request_timeout_applies_until_a_call_sets_its_own(
+    fake: FakeProvider,
+) -> None:
+    fake.script("slow", Behavior(latency=0.6))
+    kw: dict[str, Any] = {"api_base": fake.openai_base, "api_key": "k", "num_retries": 0}
+    await salvo.acompletion("openai/slow", MSGS, **kw)  # resolved once without the setting
+    salvo.request_timeout = 0.1
+    with pytest.raises(salvo.TimeoutError):
+        await salvo.acompletion("openai/slow", MSGS, **kw)
+    await salvo.acompletion("openai/slow", MSGS, timeout=5, **kw)  # the call's own wins
+    salvo.request_timeout = None
+    await salvo.acompletion("openai/slow", MSGS, **kw)

@@ -221,3 +221,22 @@ def test_ctrl_c_during_a_blocking_call_cancels_it(tfake: ThreadFake) -> None:
     interrupted = time.monotonic()
     (rec,) = wait_closed(tfake)
     assert rec.completed is None and (rec.closed or 0) - interrupted < 1.0
+
+
+def test_trio_with_a_client_gets_the_same_error() -> None:
+    trio = pytest.importorskip("trio")
+
+    async def main() -> None:
+        async with salvo.Client():
+            pass
+
+    with pytest.raises(salvo.ConfigError, match="salvo runs on asyncio"):
+        trio.run(main)
+
+
+def test_sync_mock_stream() -> None:
+    with salvo.completion(
+        "openai/gpt-4o", MSGS, mock_response="one two three", stream=True
+    ) as stream:
+        text = "".join(c.choices[0].delta.content or "" for c in stream)
+    assert text == "one two three" and stream.closed

@@ -29,6 +29,7 @@ from ._limits import (
 )
 from ._messages import CALL_KEYS, check_messages
 from ._models import Deployment, resolve_deployment
+from ._portal import asyncio_loop
 from ._pricing import response_cost
 from ._retry import CallStats, RetryPolicy, call_with_retries
 from ._stats import ClientStatistics, snapshot
@@ -135,7 +136,7 @@ class Client:
 
     def _check_loop(self) -> asyncio.AbstractEventLoop:
         """A Client (its session, its limiters) belongs to the loop it was first used on."""
-        loop = asyncio.get_running_loop()
+        loop = asyncio_loop()  # a ConfigError under trio, not "no running event loop"
         if loop is self._loop:
             return loop
         if self._loop is None:

@@ -257,3 +257,52 @@ def test_warmup_does_the_first_call_costs() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "True", "True", "opened", "True"]
     assert proc.stderr == ""
+
+
+async def test_disconnects_at_random_moments(fake: FakeProvider) -> None:
+    # A plain ASGI app streaming one model's answer, the client leaving at a random moment:
+    # before the call, while it waits for the first chunk, or mid-stream. (A streaming
+    # arace cancelled just as its winner is decided can keep the winner open: the race's
+    # cleanup under a second cancel is issue 11 item 5, the fan-out's, tested there.)
+    import random
+
+    kw = {"api_base": fake.openai_base, "api_key": "k", "max_retries": 0}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        stream = await salvo.acompletion("openai/slow-a", MSGS, stream=True, **kw)
+        async with stream:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            async for _chunk in stream:
+                await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+    rng = random.Random(1234)
+
+    async def body(port: int) -> None:
+        for _ in range(12):
+            fake.reset()
+            fake.script(
+                "slow-a",
+                Behavior(
+                    first_chunk_delay=rng.choice([0.0, 0.05]),
+                    text="x " * 300,
+                    chunks=300,
+                    chunk_interval=0.01,
+                ),
+            )
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(GET)
+            await writer.drain()
+            await asyncio.sleep(rng.uniform(0.0, 0.1))
+            writer.close()
+            await writer.wait_closed()
+            gone = time.monotonic()
+            await asyncio.sleep(0.2)  # what the handler had not started yet, it never will
+            recs = await all_closed(fake)
+            for r in recs:
+                assert r.completed is None, r
+                assert (r.closed or 0) - gone < 1.0
+                assert r.arrived < gone + 0.1
+
+    await run_with(CancelOnDisconnect(app), body)

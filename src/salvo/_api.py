@@ -15,11 +15,11 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, Literal, cast, overload
 
 from . import _compat
+from ._aio import asyncio_loop
 from ._client import Client
 from ._errors import ConfigError
 from ._fanout import Result
 from ._messages import check_messages
-from ._portal import asyncio_loop
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
 

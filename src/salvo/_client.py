@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _compat
+from ._aio import asyncio_loop
 from ._call import CallOptions, first_byte_error, read_body, send
 from ._config import Config, load_config
 from ._errors import ConfigError, SalvoError
@@ -29,7 +30,6 @@ from ._limits import (
 )
 from ._messages import CALL_KEYS, check_messages
 from ._models import Deployment, resolve_deployment
-from ._portal import asyncio_loop
 from ._pricing import response_cost
 from ._retry import CallStats, RetryPolicy, call_with_retries
 from ._stats import ClientStatistics, snapshot

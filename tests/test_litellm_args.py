@@ -366,3 +366,13 @@ async def test_module_request_timeout_applies_until_a_call_sets_its_own(
     await salvo.acompletion("openai/slow", MSGS, timeout=5, **kw)  # the call's own wins
     salvo.request_timeout = None
     await salvo.acompletion("openai/slow", MSGS, **kw)
+
+
+def test_mock_response_in_a_config_entry_is_refused_at_load() -> None:
+    config = {
+        "model_list": [
+            {"model_name": "m", "litellm_params": {"model": "openai/x", "mock_response": "hi"}}
+        ]
+    }
+    with pytest.raises(salvo.ConfigError, match="mock_response.*per call"):
+        salvo.Client(config=config)

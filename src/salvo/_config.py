@@ -31,27 +31,26 @@ __all__ = ["Config", "ModelEntry", "load_config", "resolve_env_ref"]
 _ENV_PREFIX = "os.environ/"
 
 #: Keys a model entry's params may hold besides provider parameters passed to the request.
-DEPLOYMENT_KEYS = (
-    frozenset(
-        {
-            "model",
-            "api_key",
-            "api_base",
-            "base_url",
-            "api_version",
-            "rpm",
-            "tpm",
-            "max_parallel_requests",
-            "timeout",
-            "stream_timeout",
-            "max_retries",
-            "batch",
-            "extra_headers",
-            "custom_llm_provider",
-        }
-    )
-    | ENTRY_KEYS
-)  # LiteLLM's (num_retries, drop_params, input_cost_per_token, ...): never sent
+DEPLOYMENT_KEYS = frozenset(
+    {
+        "model",
+        "api_key",
+        "api_base",
+        "base_url",
+        "api_version",
+        "rpm",
+        "tpm",
+        "max_parallel_requests",
+        "timeout",
+        "stream_timeout",
+        "max_retries",
+        "batch",
+        "extra_headers",
+        "custom_llm_provider",
+    }
+)
+#: LiteLLM's keys (num_retries, drop_params, input_cost_per_token, ...) configure salvo too.
+DEPLOYMENT_KEYS |= ENTRY_KEYS
 
 
 _SECRET_PARAMS = frozenset({"api_key", "extra_headers"})
@@ -201,6 +200,12 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
             raise ConfigError(f"{at}: 'batch' of {name!r} must be 'native' or 'local'.")
         if params.get("drop_params") is False:
             strict_entries_seen()
+        if "mock_response" in params:
+            raise ConfigError(
+                f"{at}: 'mock_response' in the entry of {name!r} is LiteLLM's; salvo takes it "
+                "per call (completion(..., mock_response=...)), not from the config, and would "
+                "otherwise call the real provider."
+            )
         cfg.models.setdefault(name.strip(), []).append(
             ModelEntry(model_name=name.strip(), params=dict(params), line=line)
         )

@@ -374,5 +374,5 @@ def test_mock_response_in_a_config_entry_is_refused_at_load() -> None:
             {"model_name": "m", "litellm_params": {"model": "openai/x", "mock_response": "hi"}}
         ]
     }
-    with pytest.raises(salvo.ConfigError, match="mock_response.*per call"):
+    with pytest.raises(salvo.ConfigError, match=r"mock_response.*per call"):
         salvo.Client(config=config)

@@ -330,8 +330,5 @@ async def test_closed_client_says_so(fake: FakeProvider) -> None:
         await c.acompletion("openai/m", MSGS, api_base=fake.openai_base, api_key="k")
 
 
-async def test_sync_wrapper_refuses_inside_loop() -> None:
-    with pytest.raises(salvo.SalvoError, match=r"await salvo\.acompletion"):
-        salvo.completion("openai/x", MSGS)
-    with pytest.raises(salvo.SalvoError, match=r"await salvo\.arace"):
-        salvo.batch_completion_models(["openai/x"], MSGS)
+# Blocking calls inside a running loop now run on salvo's background loop: see
+# tests/test_sync_portal.py.

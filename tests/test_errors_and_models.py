@@ -219,6 +219,6 @@ def test_valid_messages_pass() -> None:
 
 def test_exported_members() -> None:
     public = {n for n in dir(salvo) if not n.startswith("_")}
-    modules = {"providers", "cli", "testing", "batches", "proxy"}
+    modules = {"providers", "cli", "testing", "batches", "proxy", "asgi"}
     assert set(salvo.__all__) == public - modules | ({"providers"} & public)
     assert salvo.__all__ == sorted(salvo.__all__)

@@ -526,7 +526,9 @@ def test_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dep.headers["x-goog-api-key"] == "AIza-env"
     assert resolve_deployment("gemini-2.5-flash").provider == "gemini"
     monkeypatch.delenv("GEMINI_API_KEY")
-    monkeypatch.setenv("GOOGLE_API_KEY", "not-read")
+    monkeypatch.setenv("GOOGLE_API_KEY", "AIza-google")  # LiteLLM's name, read as a fallback
+    assert resolve_deployment("gemini/gemini-2.5-pro").endpoint.api_key == "AIza-google"
+    monkeypatch.delenv("GOOGLE_API_KEY")
     with pytest.raises(salvo.ConfigError, match="GEMINI_API_KEY"):
         resolve_deployment("gemini/gemini-2.5-pro")
 

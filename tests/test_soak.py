@@ -25,7 +25,8 @@ N = 10_000
 STREAMS = 1_000
 SEED = 20_261_121
 MAX_RETRIES = 2
-FIRST_BYTE = 3.0  # seconds: far above a normal answer's wait even on a loaded machine; far below a stall's 30 s
+# seconds: far above a normal answer's wait, even on a loaded machine; far below a stall's 30 s
+FIRST_BYTE = 3.0
 
 # (weight, behavior factory of the answer text, outcome): "ok", a retryable error class, or
 # ("fatal", error class) for a fault that is not retried.

@@ -4,15 +4,19 @@ Many prompts to one model (:func:`abatch_completion`), one prompt to many models
 winning with the losers closed at once (:func:`arace`), or all of them (:func:`agather_all`).
 """
 
+import sys as _sys
+import types as _pytypes
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from . import _compat
 from ._api import abatch_completion as abatch_completion
 from ._api import acompletion as acompletion
 from ._api import aembedding as aembedding
 from ._api import afirst_k as afirst_k
 from ._api import agather_all as agather_all
 from ._api import arace as arace
+from ._api import warmup as warmup
 from ._budget import Budget as Budget
 from ._budget import LocalBudget as LocalBudget
 from ._client import Client as Client
@@ -173,14 +177,18 @@ __all__ = [
     "cost_usd",
     "create_batch",
     "create_file",
+    "drop_params",
     "embedding",
     "file_content",
     "get_price",
     "list_batches",
     "load_config",
+    "num_retries",
     "providers",
+    "request_timeout",
     "retrieve_batch",
     "set_price",
+    "warmup",
 ]
 
 #: Batch-job names, imported on first use: most programs never touch batch jobs, and the
@@ -221,7 +229,26 @@ _LAZY_BATCHES = frozenset(
 )
 
 
+#: LiteLLM's module-level settings, as scripts set them (``litellm.num_retries = 3``):
+#: ``salvo.drop_params`` (default True), ``salvo.num_retries`` and ``salvo.request_timeout``
+#: (default None: the Client's own defaults, 2 retries and 600 s).
+_SETTINGS = frozenset({"drop_params", "num_retries", "request_timeout"})
+
+
+class _SalvoModule(_pytypes.ModuleType):
+    def __setattr__(self, name: str, value: _Any) -> None:
+        if name in _SETTINGS:
+            _compat.set_setting(name, value)
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _SalvoModule
+
+
 def __getattr__(name: str) -> _Any:
+    if name in _SETTINGS:
+        return _compat.setting(name)
     if name in _LAZY_BATCHES:
         from . import batches
 
@@ -232,4 +259,4 @@ def __getattr__(name: str) -> _Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY_BATCHES)
+    return sorted(set(globals()) | _LAZY_BATCHES | _SETTINGS)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import _compat
+from ._aio import asyncio_loop
 from ._budget import Budget, LocalBudget, spend_call, spend_stream
 from ._call import CallOptions, first_byte_error, read_body, send
 from ._caller import Result
@@ -153,7 +155,7 @@ class Client:
 
     def _check_loop(self) -> asyncio.AbstractEventLoop:
         """A Client (its session, its limiters) belongs to the loop it was first used on."""
-        loop = asyncio.get_running_loop()
+        loop = asyncio_loop()  # a ConfigError under trio, not "no running event loop"
         if loop is self._loop:
             return loop
         if self._loop is None:
@@ -170,6 +172,8 @@ class Client:
 
     def options(self, model: str, params: dict[str, Any]) -> CallOptions:
         """Resolve ``model`` and pop the call-configuring keys out of ``params`` (in place)."""
+        if _compat.ACTIVE or (params and not _compat.LITELLM_KEYS.isdisjoint(params)):
+            _compat.litellm_args(self.config, model, params)
         if params and not CALL_KEYS.isdisjoint(params):
             over = {k: params.pop(k) for k in CALL_KEYS.intersection(params)}
         else:
@@ -241,6 +245,10 @@ class Client:
     ) -> ModelResponse | CompletionStream:
         """One chat completion: a ModelResponse, or with ``stream=True`` a CompletionStream
         whose first chunk has already arrived."""
+        if params and not _compat.CALL_LEVEL.isdisjoint(params):  # mock_response, fallbacks
+            from ._litellm_calls import acompletion_call_level
+
+            return await acompletion_call_level(self, model, messages, stream, params)
         opts = self.options(model, params)
         check_messages(messages)
         if stream:

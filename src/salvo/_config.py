@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._compat import ENTRY_KEYS, strict_entries_seen
 from ._errors import ConfigError
 
 __all__ = ["Config", "ModelEntry", "load_config", "resolve_env_ref"]
@@ -51,6 +52,8 @@ DEPLOYMENT_KEYS = frozenset(
         "vertex_credentials",
     }
 )
+#: LiteLLM's keys (num_retries, drop_params, input_cost_per_token, ...) configure salvo too.
+DEPLOYMENT_KEYS |= ENTRY_KEYS
 
 
 _SECRET_PARAMS = frozenset({"api_key", "extra_headers", "vertex_credentials"})
@@ -198,6 +201,14 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
         batch = params.get("batch")
         if batch is not None and batch not in ("native", "local"):
             raise ConfigError(f"{at}: 'batch' of {name!r} must be 'native' or 'local'.")
+        if params.get("drop_params") is False:
+            strict_entries_seen()
+        if "mock_response" in params:
+            raise ConfigError(
+                f"{at}: 'mock_response' in the entry of {name!r} is LiteLLM's; salvo takes it "
+                "per call (completion(..., mock_response=...)), not from the config, and would "
+                "otherwise call the real provider."
+            )
         cfg.models.setdefault(name.strip(), []).append(
             ModelEntry(model_name=name.strip(), params=dict(params), line=line)
         )

@@ -20,7 +20,7 @@ from ._budget import Budget, LocalBudget, check_limit, price_of
 from ._caller import FanoutClient, Result
 from ._closing import finish_tasks
 from ._errors import ConfigError, SalvoError
-from ._messages import CALL_KEYS, check_messages
+from ._messages import BODY_EXCLUDED, check_messages
 from ._models import parse_models
 
 __all__ = ["Result", "abatch_completion", "agather_all", "operation_budget"]
@@ -101,7 +101,7 @@ async def agather_all(
     names = parse_models(models)
     check_messages(messages)
     all_opts = [client.options(m, dict(params)) for m in names]
-    call_params = {k: v for k, v in params.items() if k not in CALL_KEYS}
+    call_params = {k: v for k, v in params.items() if k not in BODY_EXCLUDED}
     budget = operation_budget(client, max_cost_usd, [o.dep for o in all_opts])
 
     async def one(i: int) -> Result:

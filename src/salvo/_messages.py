@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._compat import LITELLM_KEYS
 from ._errors import ConfigError
 
-__all__ = ["CALL_KEYS", "check_messages"]
+__all__ = ["BODY_EXCLUDED", "CALL_KEYS", "check_messages"]
 
 #: Per-call keys that configure the call rather than the request body.
 CALL_KEYS = frozenset(
@@ -28,8 +29,17 @@ CALL_KEYS = frozenset(
         "vertex_project",
         "vertex_location",
         "vertex_credentials",
+        # LiteLLM's names, mapped or consumed by salvo._compat, never sent
+        "custom_llm_provider",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "salvo.num_retries",
+        "salvo.request_timeout",
     }
 )
+#: What a fan-out filters out of the request body: the call keys and LiteLLM's own arguments
+#: (``metadata`` stays: with ``store=True`` it is OpenAI's).
+BODY_EXCLUDED = CALL_KEYS | (LITELLM_KEYS - {"metadata"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 

@@ -15,9 +15,25 @@ from typing import Any
 
 from ._config import Config, ModelEntry
 from ._errors import ConfigError
-from .providers import PROVIDERS, Adapter, Endpoint, ProviderInfo
+from .providers import (
+    BASE_ENV_FALLBACKS,
+    KEY_ENV_FALLBACKS,
+    PROVIDER_ALIASES,
+    PROVIDERS,
+    UNSUPPORTED,
+    Adapter,
+    Endpoint,
+    ProviderInfo,
+)
 
-__all__ = ["Auth", "Deployment", "parse_models", "resolve_deployment", "split_model"]
+__all__ = [
+    "Auth",
+    "Deployment",
+    "parse_models",
+    "resolve_deployment",
+    "split_model",
+    "with_provider",
+]
 
 #: Async callable of the client's aiohttp session -> headers to add to one attempt.
 Auth = Callable[[Any], Awaitable[Mapping[str, str]]]
@@ -75,6 +91,19 @@ def _known() -> str:
     return ", ".join(sorted(PROVIDERS))
 
 
+def _unknown(head: str, model: str) -> ConfigError:
+    instead = UNSUPPORTED.get(head)
+    if instead is not None:
+        return ConfigError(
+            f"salvo has no {head!r} provider yet (model {model!r}). {instead} "
+            f"Known providers: {_known()}."
+        )
+    return ConfigError(
+        f"Unknown provider {head!r} in model {model!r}. Known providers: {_known()}. "
+        "Write the model as provider/name."
+    )
+
+
 def split_model(model: str) -> tuple[ProviderInfo, str]:
     """``provider/name`` or a bare name with a known prefix -> (provider row, name)."""
     if not isinstance(model, str) or not model.strip():
@@ -84,12 +113,9 @@ def split_model(model: str) -> tuple[ProviderInfo, str]:
     model = model.strip()
     head, sep, rest = model.partition("/")
     if sep:
-        info = PROVIDERS.get(head)
+        info = PROVIDERS.get(head) or PROVIDERS.get(PROVIDER_ALIASES.get(head, ""))
         if info is None:
-            raise ConfigError(
-                f"Unknown provider {head!r} in model {model!r}. Known providers: {_known()}. "
-                "Write the model as provider/name."
-            )
+            raise _unknown(head, model)
         if not rest:
             raise ConfigError(f"Model {model!r} names a provider but no model after the '/'.")
         return info, rest
@@ -102,6 +128,17 @@ def split_model(model: str) -> tuple[ProviderInfo, str]:
     )
 
 
+def with_provider(model: str, provider: str | None) -> str:
+    """LiteLLM's ``custom_llm_provider``: ``model`` as ``provider/model`` unless it says so."""
+    if not provider:
+        return model
+    if not isinstance(provider, str):
+        raise ConfigError(f"custom_llm_provider must be a provider name, not {provider!r}.")
+    if model.startswith(f"{provider}/"):
+        return model
+    return f"{provider}/{model}"
+
+
 def _first(*values: Any) -> Any:
     for v in values:
         if v is not None:
@@ -109,14 +146,21 @@ def _first(*values: Any) -> Any:
     return None
 
 
-def _env_base(info: ProviderInfo) -> str | None:
-    if info.base_env:
-        value = os.environ.get(info.base_env)
+def _env(names: Sequence[str]) -> tuple[str | None, str | None]:
+    """(the first non-empty value among the variables, the first one set but empty)."""
+    empty = None
+    for name in names:
+        value = os.environ.get(name)
         if value:
-            return value
-    if info.name == "openai":
-        return os.environ.get("OPENAI_API_BASE") or None
-    return None
+            return value, None
+        if value is not None and empty is None:
+            empty = name
+    return None, empty
+
+
+def _env_base(info: ProviderInfo) -> str | None:
+    names = ([info.base_env] if info.base_env else []) + list(BASE_ENV_FALLBACKS.get(info.name, ()))
+    return _env(names)[0]
 
 
 def resolve_deployment(
@@ -135,10 +179,7 @@ def resolve_deployment(
         if entries:
             entry = entries[entry_index % len(entries)]
     if entry is not None:
-        target = entry.params["model"]
-        provider_hint = entry.params.get("custom_llm_provider")
-        if provider_hint and "/" not in target:
-            target = f"{provider_hint}/{target}"
+        target = with_provider(entry.params["model"], entry.params.get("custom_llm_provider"))
         info, name = split_model(target)
 
         def from_entry(key: str) -> Any:
@@ -146,7 +187,7 @@ def resolve_deployment(
 
         extra_params = entry.extra_params()
     else:
-        info, name = split_model(model)
+        info, name = split_model(with_provider(model, overrides.get("custom_llm_provider")))
 
         def from_entry(key: str) -> Any:
             return None
@@ -154,12 +195,20 @@ def resolve_deployment(
         extra_params = {}
 
     api_key = _first(overrides.get("api_key"), from_entry("api_key"))
+    empty = None
     if api_key is None and info.key_env:
-        api_key = os.environ.get(info.key_env) or None
+        api_key, empty = _env([info.key_env, *KEY_ENV_FALLBACKS.get(info.name, ())])
     if api_key is None and info.key_required:
+        if empty is not None:
+            raise ConfigError(
+                f"No API key for {info.name} (model {model!r}): the environment variable "
+                f"{empty} is set but empty. Put the key in it, or pass api_key=... for this "
+                "call or in the config entry."
+            )
+        also = "".join(f" (or {n})" for n in KEY_ENV_FALLBACKS.get(info.name, ()))
         raise ConfigError(
             f"No API key for {info.name} (model {model!r}): set the environment variable "
-            f"{info.key_env}, or pass api_key=... for this call or in the config entry."
+            f"{info.key_env}{also}, or pass api_key=... for this call or in the config entry."
         )
     api_base = _first(
         overrides.get("api_base"),
@@ -187,8 +236,13 @@ def resolve_deployment(
         extra_headers=dict(extra_headers),
     )
 
-    def num(key: str) -> Any:
-        return _first(overrides.get(key), from_entry(key))
+    def num(key: str, litellm: str, setting: str) -> Any:
+        # the call, then the entry (salvo's name, then LiteLLM's), then salvo.<setting>
+        return _first(
+            overrides.get(key), from_entry(key), from_entry(litellm), overrides.get(setting)
+        )
+
+    _entry_prices(info.name, name, overrides, from_entry)
 
     auth = None
     if info.name == "vertex_ai":
@@ -201,18 +255,47 @@ def resolve_deployment(
             from_entry("base_url"),
             _env_base(info),
         )
-        ep, auth = vertex_deployment(ep, num, custom_base=custom)
+        ep, auth = vertex_deployment(
+            ep, lambda key: _first(overrides.get(key), from_entry(key)), custom_base=custom
+        )
     return Deployment(
         name=model,
         info=info,
         endpoint=ep,
         headers=info.adapter.headers(ep),
-        rpm=num("rpm"),
-        tpm=num("tpm"),
-        max_parallel_requests=num("max_parallel_requests"),
-        timeout=num("timeout"),
-        max_retries=num("max_retries"),
+        rpm=_first(overrides.get("rpm"), from_entry("rpm")),
+        tpm=_first(overrides.get("tpm"), from_entry("tpm")),
+        max_parallel_requests=_first(
+            overrides.get("max_parallel_requests"), from_entry("max_parallel_requests")
+        ),
+        timeout=num("timeout", "request_timeout", "salvo.request_timeout"),
+        max_retries=num("max_retries", "num_retries", "salvo.num_retries"),
         batch=from_entry("batch"),
         params=extra_params,
         auth=auth,
+    )
+
+
+def _entry_prices(provider: str, name: str, overrides: Mapping[str, Any], from_entry: Any) -> None:
+    """LiteLLM's ``input_cost_per_token`` / ``output_cost_per_token`` (a call's or a config
+    entry's) become this model's price, as :func:`salvo.set_price` would set it."""
+    inp = _first(overrides.get("input_cost_per_token"), from_entry("input_cost_per_token"))
+    out = _first(overrides.get("output_cost_per_token"), from_entry("output_cost_per_token"))
+    if inp is None and out is None:
+        return
+    for label, value in (("input_cost_per_token", inp), ("output_cost_per_token", out)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+        ):
+            raise ConfigError(
+                f"{label} for {provider}/{name} must be a number >= 0, not {value!r}."
+            )
+    from ._pricing import get_price, set_price
+
+    old = get_price(provider, name)
+    set_price(
+        provider,
+        name,
+        inp * 1e6 if inp is not None else (old.input_per_m if old else 0.0),
+        out * 1e6 if out is not None else (old.output_per_m if old else 0.0),
     )

@@ -29,7 +29,7 @@ from ._closing import after_close, finish_tasks
 from ._errors import AllModelsFailedError, ConfigError, SalvoError
 from ._fanout import operation_budget
 from ._hedge import parse_hedge
-from ._messages import CALL_KEYS, check_messages
+from ._messages import BODY_EXCLUDED, check_messages
 from ._models import parse_models
 from ._race_report import Contender, build_report, finish_stream_entry, total_cost
 from ._stream import CompletionStream
@@ -93,7 +93,7 @@ async def _race(
             f"k must be a whole number from 1 to the number of models ({n}), not {k!r}."
         )
     all_opts = [client.options(m, dict(params)) for m in names]
-    call_params = {key: v for key, v in params.items() if key not in CALL_KEYS}
+    call_params = {key: v for key, v in params.items() if key not in BODY_EXCLUDED}
     budget = operation_budget(client, max_cost_usd, [o.dep for o in all_opts])
     state = client.hedging
     hedge_budget = state.budget if spec is not None else None

@@ -17,6 +17,7 @@ __all__ = [
     "ChunkChoice",
     "ContenderReport",
     "Delta",
+    "DictAccess",
     "DeltaFunction",
     "DeltaToolCall",
     "Embedding",
@@ -31,11 +32,56 @@ __all__ = [
 ]
 
 
-class _Base(msgspec.Struct, kw_only=True):
+_MISSING: Any = object()
+_JSON = msgspec.json.Encoder()
+
+
+class DictAccess:
+    """What LiteLLM's and openai's response objects allow besides attributes, for code that
+    uses them: ``resp["choices"][0]["message"]["content"]``, ``resp.get("usage")``,
+    ``"usage" in resp``, ``model_dump()`` / ``model_dump_json()`` / ``json()`` (pydantic's
+    names; ``json()`` is a JSON string, as pydantic's). Methods only: a struct decodes as
+    fast as without them."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if type(key) is str and key in self.__struct_fields__:  # type: ignore[attr-defined]
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if type(key) is str and key in self.__struct_fields__:  # type: ignore[attr-defined]
+            return getattr(self, key)
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__struct_fields__  # type: ignore[attr-defined]
+
+    def keys(self) -> tuple[str, ...]:
+        fields: tuple[str, ...] = self.__struct_fields__  # type: ignore[attr-defined]
+        return fields
+
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI JSON shape of this object, as plain Python builtins."""
         out: dict[str, Any] = msgspec.to_builtins(self)
         return out
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        """pydantic's name for :meth:`to_dict` (its keyword options are accepted, unused)."""
+        return self.to_dict()
+
+    def model_dump_json(self, **_: Any) -> str:
+        """The object as a JSON string."""
+        return _JSON.encode(self).decode()
+
+    def json(self, **_: Any) -> str:
+        """The object as a JSON string (pydantic v1's name)."""
+        return _JSON.encode(self).decode()
+
+
+class _Base(DictAccess, msgspec.Struct, kw_only=True):
+    pass
 
 
 class Function(_Base):

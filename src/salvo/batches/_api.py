@@ -9,17 +9,19 @@ takes ``client=`` (default: the module-level client of the running loop), ``api_
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
+from .._compat import LITELLM_KEYS, litellm_args
 from .._errors import ConfigError
-from .._messages import check_messages
+from .._messages import CALL_KEYS, check_messages
 from ..providers import PROVIDERS
 from ._store import FileSource, LocalStore
-from ._types import Batch, FileDeleted, FileObject, Page
+from ._types import Batch, FileContent, FileDeleted, FileObject, Page
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("salvo")
 _ENCODE = msgspec.json.Encoder().encode
 _STORES: dict[str, LocalStore] = {}
 
@@ -114,6 +117,39 @@ def is_local(provider: str) -> bool:
     return not info.capabilities.batch_api
 
 
+def _consume(extra: Mapping[str, Any]) -> None:
+    """LiteLLM's client-side arguments on a files/batches call are consumed (a debug line
+    says so); anything else is a ConfigError that names it, not a bare TypeError."""
+    unknown = sorted(k for k in extra if k not in LITELLM_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Unexpected argument(s) {', '.join(map(repr, unknown))} for a files/batches "
+            "function; it takes provider= (or custom_llm_provider=), client=, api_key=, "
+            "api_base= and store_dir=, besides its own."
+        )
+    log.debug("salvo ignored LiteLLM-only arguments (not sent): %s", ", ".join(sorted(extra)))
+
+
+def pick_provider(provider: str, custom_llm_provider: str | None) -> str:
+    """``provider``, or LiteLLM's ``custom_llm_provider`` when given (one of them, or both
+    the same)."""
+    if custom_llm_provider is None:
+        return provider
+    if not isinstance(custom_llm_provider, str) or not custom_llm_provider:
+        raise ConfigError(
+            f"custom_llm_provider must be a provider name, not {custom_llm_provider!r}."
+        )
+    from ..providers import PROVIDER_ALIASES
+
+    custom = PROVIDER_ALIASES.get(custom_llm_provider, custom_llm_provider)
+    if provider not in ("openai", custom):
+        raise ConfigError(
+            f"provider={provider!r} and custom_llm_provider={custom_llm_provider!r} disagree; "
+            "pass one of them."
+        )
+    return custom
+
+
 def local_store(client: Client, store_dir: str | os.PathLike[str] | None) -> LocalStore:
     root = store_dir if store_dir is not None else client.config.setting("batch_dir")
     store = LocalStore(root)
@@ -130,8 +166,14 @@ async def backend_for(
     model: str | None = None,
     concurrency: int | None = None,
     on_progress: Callable[[Batch], None] | None = None,
+    custom_llm_provider: str | None = None,
+    **extra: Any,
 ) -> Backend:
-    """The backend that serves ``provider``'s files and batches."""
+    """The backend that serves ``provider``'s files and batches (LiteLLM's
+    ``custom_llm_provider`` names it too; its other client-side arguments are consumed)."""
+    provider = pick_provider(provider, custom_llm_provider)
+    if extra:
+        _consume(extra)
     if client is None:
         from .._api import default_client
 
@@ -210,10 +252,11 @@ def aiter_file_content(file_id: str, *, provider: str = "openai", **kw: Any) -> 
     return AsyncStream(pieces())
 
 
-async def afile_content(file_id: str, *, provider: str = "openai", **kw: Any) -> bytes:
-    """A file's whole content (batch output files: JSONL)."""
+async def afile_content(file_id: str, *, provider: str = "openai", **kw: Any) -> FileContent:
+    """A file's whole content (batch output files: JSONL), as bytes that also have the
+    openai SDK's ``.content``, ``.text``, ``.read()`` and ``.iter_lines()``."""
     async with aiter_file_content(file_id, provider=provider, **kw) as pieces:
-        return b"".join([piece async for piece in pieces])
+        return FileContent(b"".join([piece async for piece in pieces]))
 
 
 # -- batches -------------------------------------------------------------------------------------
@@ -291,6 +334,13 @@ async def asubmit_batch(
         from .._api import default_client
 
         client = await default_client()
+    custom = params.pop("custom_llm_provider", None)
+    if custom is not None:
+        provider = pick_provider(provider or custom, custom)
+    if params and not LITELLM_KEYS.isdisjoint(params):  # LiteLLM's own: never in a line
+        litellm_args(client.config, model, params)
+        for key in CALL_KEYS.intersection(params):
+            del params[key]
     if custom_ids is not None and len(custom_ids) != len(list_of_messages):
         raise ConfigError("custom_ids must have one id per item of list_of_messages.")
     over = {k: v for k, v in (("api_key", api_key), ("api_base", api_base)) if v is not None}

@@ -19,10 +19,11 @@ from ._api import (
     alist_batches,
     aretrieve_batch,
     is_local,
+    pick_provider,
 )
 from ._results import await_batch
 from ._store import FileSource
-from ._types import Batch, FileObject, Page
+from ._types import Batch, FileContent, FileObject, Page
 
 __all__ = [
     "batch_completion_create",
@@ -44,7 +45,7 @@ def create_file(file: FileSource, **kw: Any) -> FileObject:
 
 async def _create(**kw: Any) -> Batch:
     batch = await acreate_batch(**kw)
-    provider = kw.get("provider", "openai")
+    provider = pick_provider(kw.get("provider", "openai"), kw.get("custom_llm_provider"))
     if not is_local(provider):
         return batch
     keep = ("client", "api_key", "api_base", "store_dir", "model", "concurrency")
@@ -71,7 +72,7 @@ def cancel_batch(batch_id: str, **kw: Any) -> Batch:
     return _run("cancel_batch", "acancel_batch", acancel_batch, batch_id, **kw)
 
 
-def file_content(file_id: str, **kw: Any) -> bytes:
+def file_content(file_id: str, **kw: Any) -> FileContent:
     """Blocking :func:`salvo.afile_content`: the file's whole content."""
     return _run("file_content", "afile_content", afile_content, file_id, **kw)
 

@@ -8,11 +8,13 @@ older or newer API version) decodes. ``to_dict()`` gives the OpenAI JSON shape p
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from .._types import EmbeddingResponse, ModelResponse
+from .._types import DictAccess, EmbeddingResponse, ModelResponse
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -20,6 +22,7 @@ __all__ = [
     "BatchError",
     "BatchErrors",
     "BatchResult",
+    "FileContent",
     "FileDeleted",
     "FileObject",
     "Page",
@@ -32,11 +35,8 @@ T = TypeVar("T")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 
 
-class _Base(msgspec.Struct, kw_only=True):
-    def to_dict(self) -> dict[str, Any]:
-        """The OpenAI JSON shape of this object, as plain Python builtins."""
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        return out
+class _Base(DictAccess, msgspec.Struct, kw_only=True):  # dict access, model_dump(), json()
+    pass
 
 
 class FileObject(_Base):
@@ -145,3 +145,34 @@ class BatchResult(_Base):
     @property
     def ok(self) -> bool:
         return self.response is not None and self.error is None
+
+
+class FileContent(bytes):
+    """A downloaded file: ``bytes`` (so ``b"".startswith`` and friends work) with the openai
+    SDK's binary-response interface: ``.content``, ``.text``, ``.read()``, ``.iter_lines()``,
+    ``.iter_bytes()``, ``.write_to_file(path)``."""
+
+    __slots__ = ()
+
+    @property
+    def content(self) -> bytes:
+        return bytes(self)
+
+    @property
+    def text(self) -> str:
+        return self.decode("utf-8")
+
+    def read(self) -> bytes:
+        return bytes(self)
+
+    def iter_lines(self) -> Iterator[str]:
+        """The text's lines without their line endings (JSONL: one result per line)."""
+        return iter(self.text.splitlines())
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        size = chunk_size or len(self) or 1
+        return (bytes(self[i : i + size]) for i in range(0, len(self), size))
+
+    def write_to_file(self, file: str | os.PathLike[str]) -> None:
+        with open(file, "wb") as f:
+            f.write(self)

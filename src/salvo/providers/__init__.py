@@ -26,7 +26,11 @@ from .openai import OpenAIAdapter
 from .vertex_ai import VertexAdapter
 
 __all__ = [
+    "BASE_ENV_FALLBACKS",
+    "KEY_ENV_FALLBACKS",
     "PROVIDERS",
+    "PROVIDER_ALIASES",
+    "UNSUPPORTED",
     "Adapter",
     "Capabilities",
     "Endpoint",
@@ -104,7 +108,7 @@ for _row in (
         prefixes=("gemini-",),
         capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True),
         finish_reasons=_GEMINI_FINISH,
-        notes="Gemini API (AI Studio key in GEMINI_API_KEY; GOOGLE_API_KEY is not read)",
+        notes="Gemini API (AI Studio key in GEMINI_API_KEY, else GOOGLE_API_KEY)",
     ),
     ProviderInfo(
         name="vertex_ai",
@@ -127,7 +131,7 @@ for _row in (
         prefixes=("command-",),
         capabilities=Capabilities(streaming=True, tools=True, embeddings=True, batch_api=False),
         finish_reasons=_COHERE_FINISH,
-        notes="v2 API; key in CO_API_KEY (the Cohere SDK's name; LiteLLM uses COHERE_API_KEY)",
+        notes="v2 API; key in CO_API_KEY (the Cohere SDK's name), else COHERE_API_KEY",
     ),
     ProviderInfo(
         name="azure",
@@ -199,6 +203,70 @@ for _row in (
     ),
 ):
     register_provider(_row)
+
+
+#: LiteLLM's (and the official SDKs') variable names, read when salvo's own is unset.
+KEY_ENV_FALLBACKS: dict[str, tuple[str, ...]] = {
+    "cohere": ("COHERE_API_KEY",),
+    "gemini": ("GOOGLE_API_KEY",),
+    "together": ("TOGETHERAI_API_KEY",),
+    "fireworks": ("FIREWORKS_AI_API_KEY",),
+    "azure": ("AZURE_OPENAI_API_KEY",),
+}
+BASE_ENV_FALLBACKS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_BASE",),
+    "azure": ("AZURE_OPENAI_ENDPOINT",),
+}
+
+#: LiteLLM's provider prefixes that name a provider salvo has under another name.
+PROVIDER_ALIASES: dict[str, str] = {
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "cohere_chat": "cohere",
+    "mistralai": "mistral",
+    "hosted_vllm": "vllm",
+    "azure_openai": "azure",
+}
+
+#: Providers LiteLLM users may write that salvo does not have yet, and what to use instead.
+UNSUPPORTED: dict[str, str] = {
+    "bedrock": (
+        "AWS Bedrock needs SigV4 request signing, which salvo does not do: call Anthropic "
+        "models through anthropic/<model> with an Anthropic key, or put an OpenAI-compatible "
+        "gateway in front of Bedrock and use openai_compatible/<model> with api_base=...."
+    ),
+    "sagemaker": (
+        "SageMaker endpoints need SigV4 signing, which salvo does not do: serve the model "
+        "with an OpenAI-compatible server (vLLM, TGI) and use vllm/<model> or "
+        "openai_compatible/<model> with api_base=...."
+    ),
+    "huggingface": (
+        "Hugging Face Inference Providers speak the OpenAI API: use "
+        "openai_compatible/<model> with api_base=https://router.huggingface.co/v1 and "
+        "api_key=<HF token>."
+    ),
+    "replicate": (
+        "Replicate's prediction API is not OpenAI-shaped; use a provider from the list, or "
+        "openai_compatible/<model> with the api_base of an OpenAI-compatible host."
+    ),
+    "watsonx": (
+        "IBM watsonx needs IAM token exchange, which salvo does not do; use "
+        "openai_compatible/<model> with an OpenAI-compatible gateway's api_base."
+    ),
+    "databricks": (
+        "Databricks serving endpoints speak the OpenAI API: use openai_compatible/<model> "
+        "with api_base=https://<workspace>/serving-endpoints and api_key=<token>."
+    ),
+    "ai21": "AI21 is not in salvo yet; use openai_compatible/<model> with its api_base.",
+    "cloudflare": (
+        "Cloudflare Workers AI has an OpenAI-compatible endpoint: use openai_compatible/"
+        "<model> with api_base=https://api.cloudflare.com/client/v4/accounts/<id>/ai/v1."
+    ),
+    "palm": "PaLM is retired; use gemini/<model> (key in GEMINI_API_KEY or GOOGLE_API_KEY).",
+    "text-completion-openai": (
+        "salvo has chat completions only; use openai/<model> with chat messages."
+    ),
+}
 
 
 def get_provider(name: str) -> ProviderInfo | None:

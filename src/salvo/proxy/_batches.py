@@ -17,12 +17,14 @@ import msgspec
 from aiohttp import web
 
 from .. import batches
+from .._errors import ConfigError
 from .._messages import CALL_KEYS
 from ._errors import ProxyError, model_not_found
 from ._files import _limit, _open_spool, encoded, not_found_as_404
 from ._store import BATCH_ID, FILE_ID, batch_mode, check_id, new_route
 
 if TYPE_CHECKING:
+    from .._models import Deployment
     from ._files import Files
 
 __all__ = ["BatchRoutes"]
@@ -106,8 +108,23 @@ class BatchRoutes:
             )
         model = models.pop()
         if model not in self.state.aliases:
-            raise model_not_found(model)
+            if not self.state.settings.allow_any_model:
+                raise model_not_found(model)
+            self._deployment(model)  # a model the proxy can reach, or 404 now
         return model
+
+    def _deployment(self, model: str) -> Deployment:
+        """The alias's first deployment, or with ``allow_any_model`` any model salvo resolves
+        (as chat does); 404 ``model_not_found`` for a model it cannot reach."""
+        deps = self.state.deployments.get(model)
+        if deps:
+            return deps[0]
+        try:
+            return self.state.client.options(model, {}).dep
+        except ConfigError as exc:
+            err = model_not_found(model)
+            err.message += f" ({self.state.redact(str(exc))})"
+            raise err from None
 
     async def _rewrite(self, file_id: str, upstream_model: str) -> Path:
         """A copy of the file with every line's model set to the provider's model name."""
@@ -152,7 +169,7 @@ class BatchRoutes:
         with not_found_as_404("file", file_id):
             fo = await batches.aretrieve_file(file_id, **files.kw())
             alias = await self._model_of(file_id)
-        dep = self.state.deployments[alias][0]
+        dep = self._deployment(alias)
         args: dict[str, Any] = {
             "endpoint": req.endpoint,
             "completion_window": "24h",

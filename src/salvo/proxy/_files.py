@@ -21,7 +21,7 @@ import msgspec
 from aiohttp import BodyPartReader, web
 
 from .. import batches
-from .._errors import NotFoundError
+from .._errors import ConfigError, NotFoundError
 from ._errors import JSON_HEADERS, ProxyError
 from ._relay import OVERHEAD_HEADER, TIMER, timed
 from ._store import FILE_ID, RouteTable, check_id
@@ -75,6 +75,11 @@ class Files:
         kw["store_dir"] = self.store_dir
         if provider != "local":
             deps = self.state.deployments.get(alias or "")
+            if not deps and alias and self.state.settings.allow_any_model:
+                try:  # a model any caller may name (allow_any_model), resolved as chat does
+                    deps = [self.state.client.options(alias, {}).dep]
+                except ConfigError:
+                    deps = []
             if not deps:
                 raise ProxyError(
                     410,

@@ -81,7 +81,8 @@ def _unauthorized(message: str) -> ProxyError:
 
 
 def _middleware(state: ProxyState) -> Middleware:
-    key = state.settings.master_key.encode() if state.settings.master_key else None
+    master = state.settings.master_key
+    key = master.encode() if master is not None else None
     redact = state.redact
 
     @web.middleware

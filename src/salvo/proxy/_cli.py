@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.workers < 1:
         return _fail("--workers must be at least 1.")
-    if settings.master_key is None and not _is_loopback(args.host):
+    if settings.master_key is None and not _is_loopback(args.host):  # a blank key never gets here
         return _fail(
             f"refusing to serve on {args.host} without a master key: set general_settings."
             "master_key in the config (or SALVO_MASTER_KEY), or bind to 127.0.0.1."

@@ -40,6 +40,16 @@ class ProxySettings:
     request_timeout: float | None = 600.0
     num_retries: int = 2
 
+    def __post_init__(self) -> None:
+        key = self.master_key
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise ConfigError(
+                "master_key must be a non-empty string (None turns auth off, which salvo serve "
+                f"allows only on a loopback address), not {key!r}."
+            )
+        if key is not None and key != key.strip():
+            object.__setattr__(self, "master_key", key.strip())
+
 
 def _setting_lines(source: str) -> dict[str, int]:
     """1-based line of each key in the settings sections of a YAML file (last one wins)."""
@@ -92,7 +102,12 @@ def load_settings(config: Config) -> ProxySettings:
         "master_key", lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"
     )
     if master_key is None:
-        master_key = os.environ.get("SALVO_MASTER_KEY") or None
+        master_key = os.environ.get("SALVO_MASTER_KEY")
+        if master_key is not None and not master_key.strip():
+            raise ConfigError(
+                "SALVO_MASTER_KEY is set but blank: set it to the key clients must send, or "
+                "unset it (without a key the proxy serves only on a loopback address)."
+            )
     allow_any = get("allow_any_model", lambda v: isinstance(v, bool), "true or false")
     size_mb = get("max_request_size_mb", lambda v: _number(v, minimum=0.001), "a number > 0")
     file_mb = get("max_file_size_mb", lambda v: _number(v, minimum=0.001), "a number > 0")
@@ -103,7 +118,7 @@ def load_settings(config: Config) -> ProxySettings:
     retries = get("num_retries", lambda v: _number(v, minimum=0, integer=True), "an integer >= 0")
     defaults = ProxySettings()
     return ProxySettings(
-        master_key=master_key.strip() if master_key else None,
+        master_key=master_key.strip() if master_key is not None else None,
         allow_any_model=bool(allow_any),
         max_request_bytes=int(size_mb * MIB) if size_mb else defaults.max_request_bytes,
         max_file_bytes=int(file_mb * MIB) if file_mb else defaults.max_file_bytes,

@@ -21,11 +21,14 @@ from .._types import ChatCompletionChunk, EmbeddingResponse, ModelResponse
 
 __all__ = [
     "Adapter",
+    "DECODE_ERRORS",
     "Capabilities",
     "Endpoint",
     "HTTPRequest",
     "ProviderInfo",
     "StreamParser",
+    "bounded",
+    "decode_problem",
     "error_message_from_body",
     "make_provider_error",
     "retry_after_from_headers",
@@ -162,12 +165,51 @@ def should_retry_from_headers(headers: Mapping[str, str]) -> bool | None:
 
 _ANY = msgspec.json.Decoder()
 
+#: What decoding a body can raise: msgspec's errors, and RecursionError for JSON nested past
+#: the interpreter's depth (msgspec counts nesting against the recursion limit). Every adapter
+#: catches this tuple where bytes become values, so nesting is a salvo error in place.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, RecursionError)
+
+#: Nesting kept of a decoded error body; deeper structure becomes its text, so code that
+#: walks a body (redaction, re-encoding for a client, logging) never recurses far.
+MAX_ERROR_DEPTH = 32
+
+
+def decode_problem(exc: BaseException) -> str:
+    """A short phrase for a decoding failure, for error messages."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply to decode"
+    return str(exc)
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: no recursion)."""
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        todo.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def bounded(value: Any, text: bytes, limit: int = MAX_ERROR_DEPTH) -> Any:
+    """``value`` when it nests at most ``limit`` deep; else the start of its text."""
+    if isinstance(value, dict | list) and _depth_over(value, limit):
+        return text[:2000].decode("utf-8", "replace")
+    return value
+
 
 def error_message_from_body(body: bytes) -> tuple[Any, str | None]:
-    """Decode an error body leniently: (decoded body or text, the message found in it)."""
+    """Decode an error body leniently: (decoded body or text, the message found in it). A
+    body nested deeper than :data:`MAX_ERROR_DEPTH` is kept as (the start of) its text."""
     try:
-        decoded = _ANY.decode(body)
-    except msgspec.DecodeError:
+        decoded = bounded(_ANY.decode(body), body)
+    except DECODE_ERRORS:
         text = body.decode("utf-8", "replace").strip()
         if text.lstrip().startswith("<"):
             return text, "the response was an HTML page, not JSON (a proxy or gateway error)"

@@ -23,7 +23,7 @@ from .._types import (
     DeltaToolCall,
     Usage,
 )
-from ._base import Endpoint, error_message_from_body
+from ._base import DECODE_ERRORS, Endpoint, decode_problem, error_message_from_body
 from ._convert import error_in_stream, now, stream_error, tool_call_id
 
 __all__ = [
@@ -167,8 +167,10 @@ class GeminiStreamParser:
             self._raise_if_error(data)
         try:
             resp = _DECODE_RESPONSE(data)
-        except msgspec.DecodeError as exc:
-            raise stream_error(self._ep, f"an unreadable stream event ({exc})") from None
+        except DECODE_ERRORS as exc:
+            raise stream_error(
+                self._ep, f"an unreadable stream event ({decode_problem(exc)})"
+            ) from None
         choices = []
         finished = False
         for cand in resp.candidates:
@@ -212,7 +214,7 @@ class GeminiStreamParser:
     def _raise_if_error(self, data: bytes) -> None:
         try:
             obj: Any = _DECODE_ANY(data)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return
         err = obj.get("error") if isinstance(obj, dict) else None
         if not isinstance(err, dict):

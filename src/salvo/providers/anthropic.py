@@ -52,7 +52,7 @@ from ._anthropic_stream import (
     AnthropicUsage,
     map_usage,
 )
-from ._base import Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error
 from ._convert import (
     decode_arguments,
     decode_failed,
@@ -398,7 +398,7 @@ class AnthropicAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             msg = _DECODE_MESSAGE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         return _to_response(msg, ep.provider, ep.model)
 

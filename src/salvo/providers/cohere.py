@@ -42,7 +42,7 @@ from .._types import (
     ModelResponse,
     ToolCall,
 )
-from ._base import Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error
 from ._cohere_stream import (
     FINISH_REASONS,
     CohereStreamParser,
@@ -241,7 +241,7 @@ class CohereAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             resp = _DECODE_RESPONSE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         msg = resp.message
         texts = [c.text for c in msg.content or () if c.type == "text" and c.text is not None]
@@ -291,7 +291,7 @@ class CohereAdapter:
     def parse_embedding(self, ep: Endpoint, body: bytes) -> EmbeddingResponse:
         try:
             resp = _DECODE_EMBED(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         emb = resp.embeddings
         vectors = emb if isinstance(emb, list) else (emb.floats if emb is not None else None)

@@ -48,7 +48,7 @@ from .._types import (
     ModelResponse,
     ToolCall,
 )
-from ._base import Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error
 from ._convert import (
     decode_arguments,
     decode_failed,
@@ -173,7 +173,7 @@ def _tool_response(m: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, 
     text = text_of(m.get("content"))
     try:
         value = _DECODE_ANY(text) if text else None
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         value = None
     response = value if isinstance(value, dict) else {"content": text}
     return {"functionResponse": {"name": name, "response": response}}
@@ -374,7 +374,7 @@ class GeminiAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             resp = _DECODE_RESPONSE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         return _to_response(resp, ep)
 
@@ -405,7 +405,7 @@ class GeminiAdapter:
     def parse_embedding(self, ep: Endpoint, body: bytes) -> EmbeddingResponse:
         try:
             resp = _DECODE_EMBED(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         vectors = resp.embeddings if resp.embeddings is not None else []
         if resp.embedding is not None:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .. import batches
 from .._messages import CALL_KEYS
+from ..providers._base import DECODE_ERRORS, decode_problem
 from ._errors import ProxyError, model_not_found
 from ._files import _limit, _open_spool, encoded, not_found_as_404
 from ._store import BATCH_ID, FILE_ID, batch_mode, check_id, new_route
@@ -30,6 +31,7 @@ __all__ = ["BatchRoutes"]
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE_STR = msgspec.json.Decoder(str).decode
 _DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_BAD_LINE: tuple[type[Exception], ...] = (*DECODE_ERRORS, KeyError)
 _ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 
 
@@ -74,7 +76,7 @@ class BatchRoutes:
         async for n, line in _lines(self.files, file_id):
             try:
                 body = _DECODE_LINE(line).body if line.strip() else None
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
                 continue  # the engine (or the provider) reports the line itself
             if not body:
                 continue
@@ -91,7 +93,7 @@ class BatchRoutes:
                 continue
             try:
                 models.add(_DECODE_STR(raw).strip())
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
                 continue
             if len(models) > 1:
                 raise ProxyError(
@@ -125,7 +127,7 @@ class BatchRoutes:
                         body["model"] = name
                         top["body"] = msgspec.Raw(_ENCODE(body))
                         line = _ENCODE(top)
-                    except (msgspec.DecodeError, KeyError):
+                    except _BAD_LINE:
                         pass  # passed on as it is; the provider reports it
                     out.write(line + b"\n")
         except BaseException:
@@ -137,8 +139,8 @@ class BatchRoutes:
         raw = await request.read()
         try:
             req = _DECODE_CREATE(raw)
-        except msgspec.DecodeError as exc:
-            raise ProxyError(400, f"Invalid batch request: {exc}.") from None
+        except DECODE_ERRORS as exc:
+            raise ProxyError(400, f"Invalid batch request: {decode_problem(exc)}.") from None
         if req.endpoint not in _ENDPOINTS:
             raise ProxyError(
                 400, f"'endpoint' must be one of {', '.join(_ENDPOINTS)}.", param="endpoint"

@@ -30,6 +30,7 @@ from .._messages import CALL_KEYS, check_messages
 from .._models import Deployment
 from .._types import ModelResponse
 from ..providers import HTTPRequest
+from ..providers._base import DECODE_ERRORS, decode_problem
 from ..providers.openai import OpenAIAdapter
 from ._errors import JSON_HEADERS, ProxyError, from_exception, model_not_found
 from ._relay import TIMER, Timer, read_body, relay_chunks, relay_sse, timed
@@ -56,10 +57,11 @@ def _parse(raw: bytes) -> dict[str, msgspec.Raw]:
         raise ProxyError(400, "The request body is empty; send a JSON object.")
     try:
         return _DECODE_TOP(raw)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise ProxyError(
             400,
-            f"We could not parse the JSON body of your request ({exc}); send a JSON object.",
+            f"We could not parse the JSON body of your request ({decode_problem(exc)}); "
+            "send a JSON object.",
             code="invalid_json",
         ) from None
 
@@ -70,7 +72,7 @@ def _field(top: dict[str, msgspec.Raw], key: str, decode: Any, expected: str) ->
         return None
     try:
         return decode(raw)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         raise ProxyError(400, f"'{key}' must be {expected}.", param=key) from None
 
 
@@ -85,7 +87,7 @@ def _params(top: dict[str, msgspec.Raw]) -> dict[str, Any]:
     """The fully decoded request parameters (for the translated and fan-out paths)."""
     try:
         return {k: _DECODE_ANY(v) for k, v in top.items() if k not in _NOT_PARAMS}
-    except msgspec.DecodeError as exc:  # pragma: no cover - the top level already parsed
+    except DECODE_ERRORS as exc:  # pragma: no cover - the top level already parsed
         raise ProxyError(400, f"Invalid JSON value: {exc}.") from None
 
 
@@ -125,10 +127,11 @@ async def _read_json(client: Client, opts: CallOptions, req: HTTPRequest) -> byt
     payload = await client._read_body(opts, req)
     try:
         _VALIDATE(payload)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         ep = opts.dep.endpoint
         err = ResponseDecodeError(
-            f"{ep.provider} sent a response for model {ep.model!r} that is not JSON ({exc})."
+            f"{ep.provider} sent a response for model {ep.model!r} that is not JSON "
+            f"({decode_problem(exc)})."
         )
         err.provider, err.model = ep.provider, ep.model
         raise err from None

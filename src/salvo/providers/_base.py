@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from .._errors import ProviderError, error_for_status
+from .._errors import ProviderError, ResponseDecodeError, SalvoError, error_for_status
 from .._types import ChatCompletionChunk, EmbeddingResponse, ModelResponse
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "decode_problem",
     "error_message_from_body",
     "make_provider_error",
+    "no_answer",
     "retry_after_from_headers",
     "should_retry_from_headers",
 ]
@@ -271,3 +272,46 @@ def make_provider_error(
         retry_after=retry_after_from_headers(headers),
         should_retry=should_retry_from_headers(headers),
     )
+
+
+def _carried_status(error: Any) -> int:
+    """The HTTP status an error object inside a 200 names (``code`` or ``status`` as a number,
+    e.g. OpenRouter's ``{"error": {"code": 429}}``); else 502, a gateway that failed."""
+    if isinstance(error, dict):
+        for key in ("code", "status"):
+            value = error.get(key)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    return 502
+
+
+def no_answer(ep: Endpoint, body: bytes, what: str = "answer") -> SalvoError:
+    """The error for a 2xx body that holds no ``what`` (no choices, no vectors): the provider
+    error it carries (``{"error": {...}}``, classed by the status it names, else a 502
+    ServerError), or a ResponseDecodeError. Either way the call failed: in a race it loses."""
+    decoded, msg = error_message_from_body(body)
+    carried = isinstance(decoded, dict) and (msg is not None or b'"error"' in body)
+    if carried:
+        status = _carried_status(decoded)
+        cls = error_for_status(status)
+        text = (
+            f"{ep.provider} answered HTTP 200 for model {ep.model!r} with an error instead of "
+            f"an {what}: {(msg or 'no message').strip()}"
+        )
+        return cls(
+            text if text.endswith((".", "!", "?")) else text + ".",
+            status_code=status,
+            provider=ep.provider,
+            model=ep.model,
+            body=decoded,
+        )
+    preview = body[:200].decode("utf-8", "replace")
+    err = ResponseDecodeError(
+        f"{ep.provider} answered HTTP 200 for model {ep.model!r} with no {what} (the body "
+        f"began with {preview!r}). That is a broken response, not an empty answer; salvo "
+        "does not count it as a success."
+    )
+    err.provider, err.model = ep.provider, ep.model
+    return err

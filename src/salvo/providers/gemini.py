@@ -48,7 +48,7 @@ from .._types import (
     ModelResponse,
     ToolCall,
 )
-from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error, no_answer
 from ._convert import (
     decode_arguments,
     decode_failed,
@@ -376,7 +376,10 @@ class GeminiAdapter:
             resp = _DECODE_RESPONSE(body)
         except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
-        return _to_response(resp, ep)
+        answer = _to_response(resp, ep)
+        if not answer.choices:
+            raise no_answer(ep, body)
+        return answer
 
     def stream_parser(self, ep: Endpoint) -> GeminiStreamParser:
         return GeminiStreamParser(ep)
@@ -410,6 +413,8 @@ class GeminiAdapter:
         vectors = resp.embeddings if resp.embeddings is not None else []
         if resp.embedding is not None:
             vectors = [resp.embedding]
+        if not vectors:
+            raise no_answer(ep, body, "embedding")
         data = [Embedding(index=i, embedding=v.values) for i, v in enumerate(vectors)]
         return EmbeddingResponse(data=data, model=ep.model, provider=ep.provider)
 

@@ -20,6 +20,7 @@ from ._base import (
     decode_problem,
     error_message_from_body,
     make_provider_error,
+    no_answer,
 )
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamParser"]
@@ -151,6 +152,8 @@ class OpenAIAdapter:
             resp = _DECODE_RESPONSE(body)
         except DECODE_ERRORS as exc:
             raise _decode_failed(ep, "response", body, exc) from None
+        if not resp.choices:
+            raise no_answer(ep, body)
         resp.provider = ep.provider
         if self.finish_reasons:
             for choice in resp.choices:
@@ -175,6 +178,8 @@ class OpenAIAdapter:
             resp = _DECODE_EMBEDDING(body)
         except DECODE_ERRORS as exc:
             raise _decode_failed(ep, "response", body, exc) from None
+        if not resp.data:
+            raise no_answer(ep, body, "embedding")
         resp.provider = ep.provider
         return resp
 

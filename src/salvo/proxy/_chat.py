@@ -310,5 +310,5 @@ class ChatRoutes:
             return web.Response(body=payload, headers=JSON_HEADERS)
         params = _params(top)
         value = params.pop("input")
-        resp = await timed(timer, client.aembedding(model, value, **params))
+        resp = await timed(timer, client.embedding_with(opts, value, params))
         return web.Response(body=_ENCODE(resp), headers=JSON_HEADERS)

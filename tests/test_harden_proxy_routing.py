@@ -32,3 +32,50 @@ async def test_two_deployments_behind_one_alias_share_the_embeddings(
             assert resp.data[0].embedding
         seen = Counter(r.body["model"] for r in s.fake.records)
         assert seen == {models[0].split("/")[1]: 3, models[1].split("/")[1]: 3}
+
+
+async def test_a_fan_out_names_at_most_max_fanout_models() -> None:
+    """Item 11: a race or gather with more contenders than the setting is a 400 before any
+    task starts (nothing reaches the upstream); the default is 16."""
+    async with stack() as s:
+        assert s.proxy.state.settings.max_fanout_models == 16
+        for fastest in (True, False):
+            for names in (["fast"] * 17, ["fast", "smart"] * 10_000):
+                body = {"model": ",".join(names), "messages": [{"role": "user", "content": "x"}],
+                        "fastest_response": fastest}  # fmt: skip
+                async with s.http.post(
+                    s.url + "/v1/chat/completions", json=body, headers=s.auth()
+                ) as resp:
+                    assert resp.status == 400
+                    err = (await resp.json())["error"]
+                assert err["code"] == "too_many_models" and err["param"] == "model"
+                assert (
+                    "at most 16 models" in err["message"] and "max_fanout_models" in err["message"]
+                )
+                assert f"names {len(names)}" in err["message"]
+        assert s.fake.records == []
+        ok = {"model": ",".join(["fast"] * 16), "messages": [{"role": "user", "content": "x"}]}
+        async with s.http.post(s.url + "/v1/chat/completions", json=ok, headers=s.auth()) as resp:
+            assert resp.status == 200
+            assert len((await resp.json())["data"]) == 16
+
+
+async def test_max_fanout_models_is_a_setting() -> None:
+    async with stack(settings={"max_fanout_models": 2}) as s:
+        body = {"model": "fast,smart,fast", "messages": [{"role": "user", "content": "x"}],
+                "fastest_response": True}  # fmt: skip
+        async with s.http.post(s.url + "/v1/chat/completions", json=body, headers=s.auth()) as resp:
+            assert resp.status == 400
+            assert "at most 2 models" in (await resp.json())["error"]["message"]
+        body["model"] = "fast,smart"
+        async with s.http.post(s.url + "/v1/chat/completions", json=body, headers=s.auth()) as resp:
+            assert resp.status == 200
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "16", True])
+def test_a_bad_max_fanout_models_stops_start_up(bad: object) -> None:
+    from salvo import ConfigError
+    from salvo.proxy import create_app
+
+    with pytest.raises(ConfigError, match="max_fanout_models"):
+        create_app({"model_list": [], "general_settings": {"max_fanout_models": bad}})

@@ -34,6 +34,7 @@ from ..providers._base import DECODE_ERRORS, decode_problem
 from ..providers.openai import OpenAIAdapter
 from ._errors import JSON_HEADERS, ProxyError, from_exception, model_not_found
 from ._relay import TIMER, Timer, read_body, relay_chunks, relay_sse, timed
+from ._settings import check_fanout
 
 if TYPE_CHECKING:
     from ._app import ProxyState
@@ -238,9 +239,7 @@ class ChatRoutes:
         stream: bool,
         fastest: bool,
     ) -> web.StreamResponse:
-        names = [m.strip() for m in model.split(",") if m.strip()]
-        if not names:
-            raise ProxyError(400, "You must provide a model parameter.", param="model")
+        names = check_fanout(model, self.state.settings)  # before any task starts
         for name in names:
             if name not in self.state.aliases:
                 self.options(name)  # 404 unless served; no round-robin step for non-aliases

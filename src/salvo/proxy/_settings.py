@@ -19,7 +19,7 @@ from .._config import Config
 from .._errors import ConfigError
 from .._models import resolve_deployment
 
-__all__ = ["MIB", "ProxySettings", "check_config", "load_settings"]
+__all__ = ["MIB", "ProxySettings", "check_config", "check_fanout", "load_settings"]
 
 MIB = 1024 * 1024
 _SECTIONS = ("general_settings", "litellm_settings", "salvo_settings", "settings")
@@ -39,6 +39,7 @@ class ProxySettings:
     shutdown_timeout: float = 30.0
     request_timeout: float | None = 600.0
     num_retries: int = 2
+    max_fanout_models: int = 16
 
     def __post_init__(self) -> None:
         key = self.master_key
@@ -116,6 +117,9 @@ def load_settings(config: Config) -> ProxySettings:
     shutdown = get("shutdown_timeout", lambda v: _number(v, minimum=0), "seconds >= 0")
     timeout = get("request_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0")
     retries = get("num_retries", lambda v: _number(v, minimum=0, integer=True), "an integer >= 0")
+    fanout = get(
+        "max_fanout_models", lambda v: _number(v, minimum=1, integer=True), "an integer >= 1"
+    )
     defaults = ProxySettings()
     return ProxySettings(
         master_key=master_key.strip() if master_key is not None else None,
@@ -127,6 +131,7 @@ def load_settings(config: Config) -> ProxySettings:
         shutdown_timeout=float(shutdown) if shutdown is not None else defaults.shutdown_timeout,
         request_timeout=float(timeout) if timeout is not None else defaults.request_timeout,
         num_retries=retries if retries is not None else defaults.num_retries,
+        max_fanout_models=fanout if fanout is not None else defaults.max_fanout_models,
     )
 
 
@@ -154,3 +159,23 @@ def check_config(config: Config) -> None:
                     f"{at}, key 'batch': provider {dep.provider} has no batch API in salvo; "
                     "write batch: local (or leave it out)."
                 )
+
+
+def check_fanout(model: str, settings: ProxySettings) -> list[str]:
+    """The models of a comma-separated race/gather, at most ``max_fanout_models`` of them
+    (checked before anything is resolved or any task starts); a 400 past that."""
+    from ._errors import ProxyError
+
+    names = [m.strip() for m in model.split(",") if m.strip()]
+    if not names:
+        raise ProxyError(400, "You must provide a model parameter.", param="model")
+    limit = settings.max_fanout_models
+    if len(names) > limit:
+        raise ProxyError(
+            400,
+            f"A race or gather may name at most {limit} models on this proxy (setting "
+            f"max_fanout_models); this request names {len(names)}.",
+            param="model",
+            code="too_many_models",
+        )
+    return names

@@ -20,6 +20,7 @@ from ..providers._base import DECODE_ERRORS, decode_problem
 from ._types import BatchError, BatchResult
 
 __all__ = [
+    "BOM",
     "CHAT",
     "EMBEDDINGS",
     "ENDPOINTS",
@@ -116,9 +117,16 @@ def encode_line(line: OutputLine) -> bytes:
     return bytes(buf)
 
 
+#: The UTF-8 byte order mark.
+BOM = b"\xef\xbb\xbf"
+
+
 def decode_input(raw: bytes) -> InputLine:
     """Decode one input line; ConfigError (without the line number) when it is not an object
-    with the batch line's fields."""
+    with the batch line's fields. A UTF-8 byte order mark (which editors on Windows put at
+    the start of a file, so on line 1) is skipped."""
+    if raw[:3] == BOM:
+        raw = raw[3:]
     try:
         return _DECODE_INPUT(raw)
     except msgspec.ValidationError as exc:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .. import batches
 from .._messages import CALL_KEYS
+from ..batches._lines import BOM
 from ..providers._base import DECODE_ERRORS, decode_problem
 from ._errors import ProxyError, model_not_found
 from ._files import _limit, _open_spool, encoded, not_found_as_404
@@ -57,6 +58,8 @@ async def _lines(files: Files, file_id: str) -> Any:
     async with batches.aiter_file_content(file_id, **files.kw()) as pieces:
         async for piece in pieces:
             buf += piece
+            if n == 0 and buf.startswith(BOM):  # line 1 may open with a byte order mark
+                buf = buf[len(BOM) :]
             *whole, buf = buf.split(b"\n")
             for line in whole:
                 n += 1

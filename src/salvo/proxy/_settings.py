@@ -40,6 +40,8 @@ class ProxySettings:
     request_timeout: float | None = 600.0
     num_retries: int = 2
     max_fanout_models: int = 16
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         key = self.master_key
@@ -117,6 +119,10 @@ def load_settings(config: Config) -> ProxySettings:
     shutdown = get("shutdown_timeout", lambda v: _number(v, minimum=0), "seconds >= 0")
     timeout = get("request_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0")
     retries = get("num_retries", lambda v: _number(v, minimum=0, integer=True), "an integer >= 0")
+    header_timeout = get(
+        "client_header_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0"
+    )
+    body_timeout = get("client_body_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0")
     fanout = get(
         "max_fanout_models", lambda v: _number(v, minimum=1, integer=True), "an integer >= 1"
     )
@@ -132,6 +138,8 @@ def load_settings(config: Config) -> ProxySettings:
         request_timeout=float(timeout) if timeout is not None else defaults.request_timeout,
         num_retries=retries if retries is not None else defaults.num_retries,
         max_fanout_models=fanout if fanout is not None else defaults.max_fanout_models,
+        client_header_timeout=float(header_timeout or defaults.client_header_timeout),
+        client_body_timeout=float(body_timeout or defaults.client_body_timeout),
     )
 
 

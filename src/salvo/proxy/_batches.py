@@ -22,7 +22,7 @@ from ..batches._lines import BOM
 from ..providers._base import DECODE_ERRORS, decode_problem
 from ._errors import ProxyError, model_not_found
 from ._files import _limit, _open_spool, encoded, not_found_as_404
-from ._store import BATCH_ID, FILE_ID, batch_mode, check_id, new_route
+from ._store import BATCH_ID, FILE_ID, Route, batch_mode, check_id, new_route
 
 if TYPE_CHECKING:
     from ._files import Files
@@ -48,6 +48,7 @@ class _LineView(msgspec.Struct):
 
 
 _DECODE_CREATE = msgspec.json.Decoder(_Create).decode
+_DECODE_BATCH = msgspec.json.Decoder(batches.Batch).decode
 _DECODE_LINE = msgspec.json.Decoder(_LineView).decode
 
 
@@ -180,6 +181,7 @@ class BatchRoutes:
         table.add("files", new_route(native.id, dep.provider, alias))
         batch = await batches.acreate_batch(input_file_id=native.id, **args, **kw)
         table.add("batches", new_route(batch.id, dep.provider, alias))
+        table.remember(batch.id, _ENCODE(batch))
         return encoded(batch)
 
     def _kw(self, batch_id: str) -> tuple[Any, str | None, str]:
@@ -202,7 +204,27 @@ class BatchRoutes:
             for file_id in (batch.output_file_id, batch.error_file_id):
                 if file_id is not None:
                     self.files.table.add("files", new_route(file_id, provider, alias))
+            self.files.table.remember(batch_id, _ENCODE(batch))
         return batch
+
+    async def _listed(self, route: Route) -> batches.Batch:
+        """A batch for the list: asked for afresh, or, when it cannot be (its alias is gone
+        from the config), as the proxy last knew it, so one stale batch hides no other."""
+        try:
+            return await self._one(route.id)
+        except ProxyError as exc:
+            if exc.status != 410:
+                raise
+        last = self.files.table.last(route.id)
+        if last is not None:
+            try:
+                return _DECODE_BATCH(last)
+            except DECODE_ERRORS:
+                pass
+        return batches.Batch(
+            id=route.id, status="unknown", created_at=route.created_at or 0,
+            model=route.alias, provider=route.provider,
+        )  # fmt: skip
 
     async def retrieve(self, request: web.Request) -> web.Response:
         return encoded(await self._one(request.match_info["batch_id"]))
@@ -215,7 +237,7 @@ class BatchRoutes:
         if after is not None:
             check_id(after, BATCH_ID, "batch")
         routes, more = self.files.table.page(_limit(request.query.get("limit"), 20, 100), after)
-        data = [await self._one(r.id) for r in routes]
+        data = [await self._listed(r) for r in routes]
         return encoded(
             {
                 "object": "list",

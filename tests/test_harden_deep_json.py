@@ -270,3 +270,28 @@ async def test_a_local_batch_that_fails_unexpectedly_is_failed_not_in_progress(
     assert done.errors.data[0].code == "internal_error"
     assert "RuntimeError: a bug in salvo" in (done.errors.data[0].message or "")
     assert any("failed unexpectedly" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("model", PROVIDERS)
+@pytest.mark.parametrize("depth", [DEEP, 900, 600])
+async def test_a_deep_error_event_in_a_stream_is_a_salvo_error(
+    fake: FakeProvider, model: str, depth: int
+) -> None:
+    """An error event whose details nest deep: the error a caller gets is salvo's, and a long
+    key (which makes salvo walk the error to mask it) does not make that walk recurse."""
+    error = b'{"type": "error", "error": {"code": 500, "status": "INTERNAL", "type": "api_error",'
+    error += b' "message": "sk-long-secret-key-0001 broke", "details": ' + nested(depth) + b"}}"
+    event = b"event: error\ndata: " + error + b"\n\n"
+    params = {"model": model, "api_key": "sk-long-secret-key-0001"}
+    async with Hostile(lambda p, b: (200, event)) as hostile:
+        config = {
+            "model_list": [{"model_name": "x", "params": {**params, "api_base": hostile.base}}]
+        }
+        async with salvo.Client(config=config, max_retries=0) as client:
+            with pytest.raises(salvo.SalvoError) as info:
+                stream = await client.acompletion("x", USER, stream=True)
+                async with stream:
+                    async for _ in stream:
+                        pass
+            assert "sk-long-secret-key-0001" not in str(info.value)
+            assert "sk-long-secret-key-0001" not in repr(getattr(info.value, "body", None))

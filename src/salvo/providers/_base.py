@@ -207,14 +207,20 @@ def bounded(value: Any, text: bytes, limit: int = MAX_ERROR_DEPTH) -> Any:
 
 def error_message_from_body(body: bytes) -> tuple[Any, str | None]:
     """Decode an error body leniently: (decoded body or text, the message found in it). A
-    body nested deeper than :data:`MAX_ERROR_DEPTH` is kept as (the start of) its text."""
+    body nested deeper than :data:`MAX_ERROR_DEPTH` is kept as (the start of) its text; its
+    message is still found."""
     try:
-        decoded = bounded(_ANY.decode(body), body)
+        decoded = _ANY.decode(body)
     except DECODE_ERRORS:
         text = body.decode("utf-8", "replace").strip()
         if text.lstrip().startswith("<"):
             return text, "the response was an HTML page, not JSON (a proxy or gateway error)"
         return text, text[:300] or None
+    kept, msg = _message_of(decoded)
+    return bounded(kept, body), msg
+
+
+def _message_of(decoded: Any) -> tuple[Any, str | None]:
     if isinstance(decoded, dict):
         inner = decoded.get("error")
         if isinstance(inner, dict):
@@ -227,7 +233,8 @@ def error_message_from_body(body: bytes) -> tuple[Any, str | None]:
             return decoded, msg
         detail = decoded.get("detail")
         if detail is not None:
-            return decoded, str(detail)
+            deep = isinstance(detail, dict | list) and _depth_over(detail, MAX_ERROR_DEPTH)
+            return decoded, None if deep else str(detail)[:2000]
     return decoded, None
 
 

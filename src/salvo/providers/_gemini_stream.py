@@ -23,7 +23,7 @@ from .._types import (
     DeltaToolCall,
     Usage,
 )
-from ._base import DECODE_ERRORS, Endpoint, decode_problem, error_message_from_body
+from ._base import DECODE_ERRORS, Endpoint, bounded, decode_problem, error_message_from_body
 from ._convert import error_in_stream, now, stream_error, tool_call_id
 
 __all__ = [
@@ -223,5 +223,5 @@ class GeminiStreamParser:
         code = err.get("code")
         kind = str(err.get("status") or "an error")
         if isinstance(code, int) and code >= 400:
-            raise error_in_stream(self._ep, code, kind, msg or "", err)
+            raise error_in_stream(self._ep, code, kind, msg or "", bounded(err, data))
         raise stream_error(self._ep, f"an error event ({kind}: {msg})")

@@ -96,3 +96,13 @@ def test_an_input_that_is_a_directory_is_refused(
 ) -> None:
     err = _refused(capsys, str(tmp_path), "-o", str(tmp_path / "o.jsonl"))
     assert "does not exist" in err or "is a directory" in err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_where_nothing_can_be_written_is_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "requests.jsonl"
+    src.write_bytes(jsonl(MODEL, 1))
+    err = _refused(capsys, str(src), "-o", "/proc/salvo-out.jsonl")
+    assert "cannot create the job's state file /proc/salvo-out.jsonl.salvo-state" in err

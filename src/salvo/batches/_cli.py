@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import secrets
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -128,14 +129,9 @@ def check_run_paths(source: Path, output: Path, errors: Path) -> None:
         )
 
 
-async def _run_local(args: argparse.Namespace) -> int:
-    from .._client import Client
+def _create_job(state: Path, args: argparse.Namespace, output: Path, errors: Path) -> None:
     from ._engine import Job
 
-    output = Path(args.output)
-    errors = Path(args.errors) if args.errors else _error_path(output)
-    state = Path(f"{output}.salvo-state.sqlite3")
-    check_run_paths(Path(args.input), output, errors)
     Job.create(
         state,
         Batch(
@@ -149,6 +145,20 @@ async def _run_local(args: argparse.Namespace) -> int:
             provider="local",
         ),
     )
+
+
+async def _run_local(args: argparse.Namespace) -> int:
+    from .._client import Client
+    from ._engine import Job
+
+    output = Path(args.output)
+    errors = Path(args.errors) if args.errors else _error_path(output)
+    state = Path(f"{output}.salvo-state.sqlite3")
+    check_run_paths(Path(args.input), output, errors)
+    try:
+        _create_job(state, args, output, errors)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot create the job's state file {state}: {exc}.") from None
     over = {"api_key": args.api_key, "api_base": args.api_base, "rpm": args.rpm,
             "tpm": args.tpm, "max_retries": args.max_retries, "timeout": args.timeout}  # fmt: skip
     progress = Progress(sys.stderr, args.progress, args.progress_interval)
@@ -229,6 +239,9 @@ def _main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(runner(args))
     except SalvoError as exc:
+        print(f"salvo batch {args.batch_command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file it cannot read or write: say which, without a traceback
         print(f"salvo batch {args.batch_command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -99,3 +99,36 @@ async def test_in_a_race_a_fast_empty_200_never_wins(
             assert len(hostile.requests) == 1
             results = await client.agather_all(["broken", "good"], USER)
             assert isinstance(results[0], ResponseDecodeError | ProviderError)
+
+
+STREAM_BODIES = [b"{}", b"data: {}\n\n", b'data: {"candidates": []}\n\n']
+
+
+@pytest.mark.parametrize("model", ["openai/m", "anthropic/claude-x", "gemini/g", "cohere/c"])
+@pytest.mark.parametrize("body", STREAM_BODIES)
+async def test_a_200_stream_without_an_answer_is_an_error(model: str, body: bytes) -> None:
+    async with Hostile(lambda p, b: (200, body)) as hostile, _client(hostile.base, model) as c:
+        with pytest.raises(salvo.StreamError):
+            stream = await c.acompletion("x", USER, stream=True)
+            async with stream:
+                async for _ in stream:
+                    pass
+
+
+@pytest.mark.parametrize("body", STREAM_BODIES)
+async def test_in_a_streaming_race_an_empty_gemini_stream_never_wins(
+    fake: FakeProvider, body: bytes
+) -> None:
+    fake.script("gpt-4o-mini", Behavior(text="the real answer", latency=0.3))
+    async with Hostile(lambda p, b: (200, body)) as hostile:
+        config = {"model_list": [
+            {"model_name": "broken", "params": {"model": "gemini/g", "api_base": hostile.base,
+                                                "api_key": "k"}},
+            {"model_name": "good", "params": {"model": "openai/gpt-4o-mini",
+                                              "api_base": fake.openai_base, "api_key": "k"}},
+        ]}  # fmt: skip
+        async with salvo.Client(config=config, max_retries=0) as client:
+            stream = await client.arace(["broken", "good"], USER, stream=True)
+            async with stream:
+                text = "".join([c.choices[0].delta.content or "" async for c in stream])
+            assert text == "the real answer"

@@ -202,6 +202,8 @@ class GeminiStreamParser:
             )
             finished = True
         usage = resp.usage_metadata
+        if not choices and usage is None:  # {} or no candidates: nothing to hand out
+            return None
         return ChatCompletionChunk(
             id=resp.response_id,
             created=self._created,

@@ -107,7 +107,11 @@ def _middleware(state: ProxyState) -> Middleware:
                 token = auth[7:].strip().encode("utf-8", "surrogateescape")
                 if not hmac.compare_digest(token, key):
                     raise _unauthorized("Incorrect API key provided.")
-            if request.body_exists and request.path not in STREAMED_BODIES:
+            if (
+                request.body_exists
+                and not request.content.is_eof()  # most bodies came with the headers
+                and request.path not in STREAMED_BODIES
+            ):
                 await _read_in_time(request, body_timeout, max_body)
             resp = await handler(request)
         except ConnectionResetError:

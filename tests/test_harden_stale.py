@@ -97,3 +97,24 @@ async def test_a_batch_whose_alias_was_removed_is_listed_and_410_alone(
                         info.value
                     )
                 assert (await oai.batches.retrieve(fresh.id)).id == fresh.id
+
+
+async def test_a_batch_its_provider_no_longer_knows_is_listed_as_last_seen(
+    tmp_path: Path,
+) -> None:
+    """The provider forgot one batch (404) and cannot be reached for nothing else: the list
+    still answers, with that batch as the proxy last saw it."""
+    store = tmp_path / "store"
+    async with FakeProvider(installers=[_files.install, _batches.install]) as fake:
+        async with ProxyServer(_config(fake, store, with_nat=True)) as proxy:
+            async with await _sdk(proxy) as oai:
+                up = await oai.files.create(file=("a.jsonl", _jsonl("nat", 2)), purpose="batch")
+                made = await oai.batches.create(input_file_id=up.id,
+                                                endpoint="/v1/chat/completions",
+                                                completion_window="24h")  # fmt: skip
+                batches_of(fake).batches.clear()  # the provider forgot it
+                listed = [b async for b in oai.batches.list()]
+                assert [b.id for b in listed] == [made.id]
+                assert listed[0].status == made.status
+                with pytest.raises(openai.NotFoundError):
+                    await oai.batches.retrieve(made.id)

@@ -10,6 +10,7 @@ set call settings (``api_key``, ``api_base``, ...): they would redirect the conf
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from .. import batches
+from .._errors import SalvoError
 from .._messages import CALL_KEYS
 from ..batches._lines import BOM
 from ..providers._base import DECODE_ERRORS, decode_problem
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from ._files import Files
 
 __all__ = ["BatchRoutes"]
+
+log = logging.getLogger("salvo.proxy")
 
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE_STR = msgspec.json.Decoder(str).decode
@@ -209,12 +213,12 @@ class BatchRoutes:
 
     async def _listed(self, route: Route) -> batches.Batch:
         """A batch for the list: asked for afresh, or, when it cannot be (its alias is gone
-        from the config), as the proxy last knew it, so one stale batch hides no other."""
+        from the config, its provider fails or no longer knows it), as the proxy last knew
+        it, so one stale or unreachable batch hides no other."""
         try:
             return await self._one(route.id)
-        except ProxyError as exc:
-            if exc.status != 410:
-                raise
+        except (ProxyError, SalvoError) as exc:
+            log.warning("batch %s listed as last seen: %s", route.id, self.state.redact(str(exc)))
         last = self.files.table.last(route.id)
         if last is not None:
             try:

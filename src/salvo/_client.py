@@ -257,7 +257,12 @@ class Client:
 
     async def aembedding(self, model: str, input: Any, **params: Any) -> EmbeddingResponse:
         """Embeddings for a string or a list of strings (or token arrays)."""
-        opts = self.options(model, params)
+        return await self.embedding_with(self.options(model, params), input, params)
+
+    async def embedding_with(
+        self, opts: CallOptions, input: Any, params: Mapping[str, Any]
+    ) -> EmbeddingResponse:
+        """Embeddings on an already resolved deployment (the proxy resolves once per request)."""
         if (isinstance(input, str | list) and len(input) == 0) or input is None:
             raise ConfigError("aembedding needs a non-empty input (a string or a list).")
         dep = opts.dep

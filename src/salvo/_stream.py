@@ -160,15 +160,20 @@ class CompletionStream:
         if events:
             self._handle(events)
         if not data and not self._closed:
-            if self._parser.done or self._ends_at_eof:
+            if self._parser.done or (self._ends_at_eof and self.chunks_received):
                 self._finish()
             else:
                 self._abort()
                 err = StreamError(
                     f"The {self._ep.provider} stream for model {self._ep.model!r} ended "
-                    "without its terminator: the connection closed early and the answer may be "
-                    "incomplete. Retry the call (salvo retries by itself until the first chunk "
-                    "is delivered)."
+                    + (
+                        "without its terminator: the connection closed early and the answer "
+                        "may be incomplete."
+                        if self.chunks_received or not self._ends_at_eof
+                        else "without any answer (a 200 with no chunk in it)."
+                    )
+                    + " Retry the call (salvo retries by itself until the first chunk is "
+                    "delivered)."
                 )
                 err.provider, err.model = self._ep.provider, self._ep.model
                 raise err

@@ -21,13 +21,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
+import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .._errors import SalvoError
+from .._errors import ConfigError, SalvoError
 from ._types import Batch
 
 __all__ = ["Progress", "register"]
@@ -93,13 +95,43 @@ def _error_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.errors{output.suffix or '.jsonl'}")
 
 
-async def _run_local(args: argparse.Namespace) -> int:
-    from .._client import Client
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (symlinks and hard links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
+
+
+def check_run_paths(source: Path, output: Path, errors: Path) -> None:
+    """Refuse, before anything is written, an output or errors path that is the input, a
+    directory, or in a directory that does not exist."""
+    if not source.is_file():
+        what = "is a directory" if source.is_dir() else "does not exist"
+        raise ConfigError(f"The input file {source} {what}.")
+    state = Path(f"{output}.salvo-state.sqlite3")
+    for flag, path in (("-o/--output", output), ("--errors", errors), ("state file", state)):
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path} is a directory; give a file path.")
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"{flag} {path}: the directory {path.parent} does not exist; create it first."
+            )
+        if _same_file(path, source):
+            raise ConfigError(
+                f"{flag} {path} is the input file {source}; writing there would destroy the "
+                "requests. Choose another path."
+            )
+    if _same_file(output, errors):
+        raise ConfigError(
+            f"-o/--output and --errors name the same file ({output}); results and failed "
+            "requests need a file each."
+        )
+
+
+def _create_job(state: Path, args: argparse.Namespace, output: Path, errors: Path) -> None:
     from ._engine import Job
 
-    output = Path(args.output)
-    errors = Path(args.errors) if args.errors else _error_path(output)
-    state = Path(f"{output}.salvo-state.sqlite3")
     Job.create(
         state,
         Batch(
@@ -113,6 +145,20 @@ async def _run_local(args: argparse.Namespace) -> int:
             provider="local",
         ),
     )
+
+
+async def _run_local(args: argparse.Namespace) -> int:
+    from .._client import Client
+    from ._engine import Job
+
+    output = Path(args.output)
+    errors = Path(args.errors) if args.errors else _error_path(output)
+    state = Path(f"{output}.salvo-state.sqlite3")
+    check_run_paths(Path(args.input), output, errors)
+    try:
+        _create_job(state, args, output, errors)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot create the job's state file {state}: {exc}.") from None
     over = {"api_key": args.api_key, "api_base": args.api_base, "rpm": args.rpm,
             "tpm": args.tpm, "max_retries": args.max_retries, "timeout": args.timeout}  # fmt: skip
     progress = Progress(sys.stderr, args.progress, args.progress_interval)
@@ -192,10 +238,11 @@ async def _remote(args: argparse.Namespace) -> int:
 def _main(args: argparse.Namespace) -> int:
     runner = _run_local if args.batch_command == "run" else _remote
     try:
-        if args.batch_command == "run" and not Path(args.input).is_file():
-            raise SalvoError(f"The input file {args.input} does not exist.")
         return asyncio.run(runner(args))
     except SalvoError as exc:
+        print(f"salvo batch {args.batch_command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file it cannot read or write: say which, without a traceback
         print(f"salvo batch {args.batch_command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ closes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import time
@@ -52,6 +53,7 @@ from ._lines import (
     decode_input,
     encode_line,
     error_line,
+    internal_error_line,
 )
 from ._recover import reconcile
 from ._state import FAILED, INVALID, OK, PENDING, JobDB, release_lock, try_lock
@@ -59,6 +61,8 @@ from ._types import Batch
 from ._validate import fingerprint, validate_input
 
 __all__ = ["Job", "JobStatistics"]
+
+log = logging.getLogger("salvo")
 
 Work = tuple[int, bytes, str | None, str | None]
 #: Keys a batch line's body may hold that are not request parameters here.
@@ -320,14 +324,19 @@ class Job:
             else:
                 params.update(self.overrides)
                 resp = await client.aembedding(model, params.pop("input"), **params)
+            part = ResponsePart(200, line_id[6:], resp)  # "req_<tag>_<line>": unique, cheap
+            line = encode_line(OutputLine(line_id, custom_id, part, None))
         except BudgetExceededError:
             return BUDGET, b"", 0.0
         except SalvoError as err:
             if err is self._unpriced:
                 raise  # a budget needs every model's price: stop, rather than fail every line
-            return FAILED, encode_line(error_line(line_id, custom_id, err)), 0.0
-        part = ResponsePart(200, line_id[6:], resp)  # "req_<tag>_<line>": unique, and cheap
-        line = encode_line(OutputLine(line_id, custom_id, part, None))
+            try:
+                return FAILED, encode_line(error_line(line_id, custom_id, err)), 0.0
+            except Exception as exc:  # an error body that cannot be written as it is
+                return FAILED, _internal(line_id, custom_id, exc), 0.0
+        except Exception as exc:  # whatever one line's answer holds, the job goes on
+            return FAILED, _internal(line_id, custom_id, exc), 0.0
         return OK, line, resp.cost_usd or 0.0
 
     def _options(self, model: str) -> Any:
@@ -419,6 +428,13 @@ class Job:
     def _notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
+
+
+def _internal(line_id: str, custom_id: str | None, exc: Exception) -> bytes:
+    """A failure salvo did not expect on one line: logged with its traceback, the line fails
+    and the job carries on."""
+    log.error("batch line %s (custom_id %r) failed unexpectedly", line_id, custom_id, exc_info=exc)
+    return encode_line(internal_error_line(line_id, custom_id, exc))
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -16,9 +16,11 @@ import msgspec
 
 from .._errors import ConfigError, ProviderError, SalvoError, TimeoutError, TransportError
 from .._types import EmbeddingResponse, ModelResponse
+from ..providers._base import DECODE_ERRORS, decode_problem
 from ._types import BatchError, BatchResult
 
 __all__ = [
+    "BOM",
     "CHAT",
     "EMBEDDINGS",
     "ENDPOINTS",
@@ -30,6 +32,7 @@ __all__ = [
     "decode_result",
     "encode_line",
     "error_line",
+    "internal_error_line",
     "iter_lines",
     "new_request_id",
 ]
@@ -114,15 +117,22 @@ def encode_line(line: OutputLine) -> bytes:
     return bytes(buf)
 
 
+#: The UTF-8 byte order mark.
+BOM = b"\xef\xbb\xbf"
+
+
 def decode_input(raw: bytes) -> InputLine:
     """Decode one input line; ConfigError (without the line number) when it is not an object
-    with the batch line's fields."""
+    with the batch line's fields. A UTF-8 byte order mark (which editors on Windows put at
+    the start of a file, so on line 1) is skipped."""
+    if raw[:3] == BOM:
+        raw = raw[3:]
     try:
         return _DECODE_INPUT(raw)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"not a batch request line ({exc})") from None
-    except msgspec.DecodeError as exc:
-        raise ConfigError(f"not valid JSON ({exc})") from None
+    except DECODE_ERRORS as exc:
+        raise ConfigError(f"not valid JSON ({decode_problem(exc)})") from None
 
 
 def check_anthropic_custom_id(custom_id: Any, line: int) -> str:
@@ -163,6 +173,14 @@ def error_line(
     return OutputLine(line_id, custom_id, None, BatchError(code=_error_code(err), message=str(err)))
 
 
+def internal_error_line(line_id: str, custom_id: str | None, exc: Exception) -> OutputLine:
+    """The error-file line for a failure salvo did not expect (a bug, an answer it cannot
+    hold): code ``internal_error``, the exception named."""
+    text = f"{type(exc).__name__}: {exc}"[:300]
+    message = f"salvo could not process this request ({text}); see its log."
+    return OutputLine(line_id, custom_id, None, BatchError(code="internal_error", message=message))
+
+
 def decode_result(raw: bytes) -> BatchResult:
     """An output or error line as a BatchResult (msgspec.DecodeError if it is not one)."""
     view = _DECODE_OUTPUT(raw)
@@ -193,7 +211,7 @@ def decode_result(raw: bytes) -> BatchResult:
 def _http_error(body: bytes, status: int | None) -> BatchError:
     try:
         inner = _DECODE_ERROR_BODY(body).error
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         inner = None
     if isinstance(inner, dict):
         code = inner.get("code") or inner.get("type")

@@ -210,18 +210,31 @@ class LocalBatches(StoreFiles):
 
 async def _run(job: Job) -> Batch:
     """Run a job; a job that cannot run as it stands (its input changed or vanished) fails
-    the batch, saying why, rather than being retried by every later await_batch."""
+    the batch, saying why, rather than being retried by every later await_batch. So does a
+    failure salvo did not expect (logged with its traceback): a batch never stays
+    ``in_progress`` with nothing running it."""
     try:
         return await job.run()
     except (ConfigError, OSError) as exc:
-        with JobDB(job.state_path) as db, db.transaction():
-            batch = db.batch()
-            batch.status, batch.failed_at = "failed", int(time.time())
-            batch.errors = BatchErrors(data=[BatchError(code="invalid_input", message=str(exc))])
-            batch.output_file_id = batch.error_file_id = None
-            db.put_batch(batch)
-        log.warning("local batch %s failed: %s", batch.id, exc)
-        return batch
+        log.warning("local batch %s failed: %s", job.state_path.stem, exc)
+        return _fail(job, BatchError(code="invalid_input", message=str(exc)))
+    except SalvoError:  # another process runs it: not this task's to fail
+        raise
+    except Exception as exc:
+        log.error("local batch %s failed unexpectedly", job.state_path.stem, exc_info=exc)
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        message = f"salvo hit an internal error running this batch ({text}); see its log."
+        return _fail(job, BatchError(code="internal_error", message=message))
+
+
+def _fail(job: Job, error: BatchError) -> Batch:
+    with JobDB(job.state_path) as db, db.transaction():
+        batch = db.batch()
+        batch.status, batch.failed_at = "failed", int(time.time())
+        batch.errors = BatchErrors(data=[error])
+        batch.output_file_id = batch.error_file_id = None
+        db.put_batch(batch)
+    return batch
 
 
 def _finished(key: str, batch_id: str, task: asyncio.Task[Batch]) -> None:

@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import payload as aiohttp_payload
 
 from .._http import is_transport_error, translate_transport_error
-from ._store import CHUNK
+from ._store import CHUNK, api_error
 
 if TYPE_CHECKING:
     import aiohttp
@@ -165,7 +165,8 @@ class Rest:
             raise self._transport(exc, url) from None
         if resp.status >= 400:
             raw = await self._read(resp, url)
-            raise self.dep.adapter.parse_error(self.ep, resp.status, resp.headers, raw)
+            err = self.dep.adapter.parse_error(self.ep, resp.status, resp.headers, raw)
+            raise api_error(err, raw, method, url)
         return resp
 
     async def _read(self, resp: aiohttp.ClientResponse, url: str) -> bytes:

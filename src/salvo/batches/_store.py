@@ -5,7 +5,8 @@
     <root>/files/file-<hex>          the bytes of a file
     <root>/files/file-<hex>.json     its FileObject (metadata beside the bytes)
     <root>/batches/batch_<hex>.sqlite3   a local batch's state (see ``_engine``)
-    <root>/index.sqlite3             native batches' local facts (input file, metadata, cost)
+    <root>/index.sqlite3             native batches' local facts (input file, metadata, cost),
+                                     and an index of the files (listed from it, a page at a time)
 
 The root is ``store_dir=``, else the config setting ``batch_dir``, else ``$SALVO_BATCH_DIR``,
 else ``$XDG_CACHE_HOME/salvo/batches`` (``~/.cache/salvo/batches``). Copies into the store are
@@ -14,26 +15,36 @@ streamed in 1 MiB pieces (the loop gets a turn between pieces), never read whole
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError
+from .._errors import NotFoundError, ProviderError
+from ..providers._base import error_message_from_body
+from ._source import (
+    CHUNK,
+    FileSource,
+    paginate,
+    read_source,
+    source_name,
+    source_size,
+)
 from ._types import FileDeleted, FileObject, Page
 
 __all__ = [
     "CHUNK",
     "FileSource",
     "LocalStore",
+    "api_error",
     "StoreFiles",
     "default_root",
     "new_hex",
@@ -44,8 +55,6 @@ __all__ = [
     "source_size",
 ]
 
-CHUNK = 1 << 20
-FileSource = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 _FILE_ID = re.compile(r"^file-[0-9a-f]{24}$")
 _DECODE_FILE = msgspec.json.Decoder(FileObject).decode
 _ENCODE = msgspec.json.Encoder().encode
@@ -73,6 +82,24 @@ def not_found(provider: str, what: str, ident: str) -> NotFoundError:
         provider=provider,
         model="",
     )
+
+
+def api_error(err: ProviderError, body: bytes, method: str, url: str) -> ProviderError:
+    """``err`` (a files or batches API call's error, which the adapter named for a model)
+    reworded for the object the call was about; a 404 says to check the id."""
+    path = urlsplit(url).path
+    _, said = error_message_from_body(body)
+    said = (said or "").strip().rstrip(".")
+    text = f"{err.provider} returned HTTP {err.status_code} for {method} {path}"
+    text += f": {said}." if said else "."
+    if err.status_code == 404:
+        text += (
+            f" Check the id, and that the provider ({err.provider}), key and api_base are the "
+            "ones the object was created with."
+        )
+    err.message = text
+    err.args = (text,)
+    return err
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -139,7 +166,10 @@ class LocalStore:
             purpose=purpose,
             provider=provider,
         )
-        _atomic_write(self.files / f"{file_id}.json", _ENCODE(fo))
+        meta = _ENCODE(fo)
+        _atomic_write(self.files / f"{file_id}.json", meta)
+        with closing(self._index()) as db, db:
+            _index_file(db, fo, meta)
         return fo
 
     def get_file(self, file_id: str, provider: str = "local") -> FileObject:
@@ -154,23 +184,49 @@ class LocalStore:
     def list_files(
         self, *, provider: str, purpose: str | None, limit: int, after: str | None, order: str
     ) -> Page[FileObject]:
+        """A page of files from the index (one query, however many files the store holds),
+        newest first unless ``order="asc"``; ``after`` is the last id of the previous page."""
+        if not self.files.is_dir():
+            return Page(data=[], has_more=False, first_id=None, last_id=None)
+        desc = order != "asc"
+        query = "SELECT meta FROM files"
+        where: list[str] = []
+        args: list[Any] = []
+        with closing(self._index()) as db:
+            _index_existing(db, self.files)
+            if purpose is not None:
+                where.append("purpose=?")
+                args.append(purpose)
+            if after is not None:
+                row = db.execute("SELECT created_at FROM files WHERE id=?", (after,)).fetchone()
+                if row is not None:
+                    where.append(f"(created_at, id) {'<' if desc else '>'} (?, ?)")
+                    args += [row[0], after]
+            if where:
+                query += " WHERE " + " AND ".join(where)
+            way = "DESC" if desc else "ASC"
+            query += f" ORDER BY created_at {way}, id {way} LIMIT ?"
+            args.append(limit + 1)
+            rows = db.execute(query, args).fetchall()
         items = []
-        for meta in self.files.glob("file-*.json"):
-            try:
-                fo = _DECODE_FILE(meta.read_bytes())
-            except (OSError, msgspec.DecodeError):
-                continue
-            if purpose is None or fo.purpose == purpose:
-                fo.provider = provider
-                items.append(fo)
-        items.sort(key=lambda f: (f.created_at, f.id), reverse=order != "asc")
-        return paginate(items, limit, after)
+        for (meta,) in rows[:limit]:
+            fo = _DECODE_FILE(meta)
+            fo.provider = provider
+            items.append(fo)
+        return Page(
+            data=items,
+            has_more=len(rows) > limit,
+            first_id=items[0].id if items else None,
+            last_id=items[-1].id if items else None,
+        )
 
     def delete_file(self, file_id: str, provider: str = "local") -> FileDeleted:
         path = self.file_path(file_id, provider)
         meta = path.with_suffix(".json")
         if not meta.exists():
             raise not_found(provider, "file", file_id)
+        with closing(self._index()) as db, db:
+            db.execute("DELETE FROM files WHERE id=?", (file_id,))
         meta.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         return FileDeleted(id=file_id)
@@ -191,6 +247,12 @@ class LocalStore:
             "CREATE TABLE IF NOT EXISTS native(provider TEXT, id TEXT, info BLOB,"
             " cost REAL, PRIMARY KEY(provider, id))"
         )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS files(id TEXT PRIMARY KEY, created_at INTEGER NOT NULL,"
+            " purpose TEXT, meta BLOB NOT NULL)"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS files_by_time ON files(created_at, id)")
+        db.execute("CREATE TABLE IF NOT EXISTS facts(key TEXT PRIMARY KEY, value)")
         return db
 
     def remember(self, provider: str, batch_id: str, info: dict[str, Any]) -> None:
@@ -218,6 +280,31 @@ class LocalStore:
                 " SET cost=excluded.cost",
                 (provider, batch_id, cost),
             )
+
+
+def _index_file(db: sqlite3.Connection, fo: FileObject, meta: bytes) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO files(id, created_at, purpose, meta) VALUES(?,?,?,?)",
+        (fo.id, fo.created_at, fo.purpose, meta),
+    )
+
+
+def _index_existing(db: sqlite3.Connection, files: Path) -> None:
+    """Index the files of a store written before the index existed (once per store)."""
+    if db.execute("SELECT 1 FROM facts WHERE key='files_indexed'").fetchone():
+        return
+    with db:
+        for path in files.glob("file-*.json"):
+            try:
+                meta = path.read_bytes()
+                fo = _DECODE_FILE(meta)
+            except (OSError, msgspec.DecodeError):
+                continue
+            db.execute(
+                "INSERT OR IGNORE INTO files(id, created_at, purpose, meta) VALUES(?,?,?,?)",
+                (fo.id, fo.created_at, fo.purpose, meta),
+            )
+        db.execute("INSERT OR REPLACE INTO facts(key, value) VALUES('files_indexed', 1)")
 
 
 class StoreFiles:
@@ -248,80 +335,3 @@ class StoreFiles:
 
     def content(self, file_id: str) -> AsyncIterator[bytes]:
         return self.store.iter_file(file_id, self.provider)
-
-
-def paginate(items: list[Any], limit: int, after: str | None) -> Page[Any]:
-    """The page of ``items`` (already sorted) that follows the item whose id is ``after``."""
-    start = 0
-    if after is not None:
-        for i, item in enumerate(items):
-            if item.id == after:
-                start = i + 1
-                break
-    page = items[start : start + limit]
-    return Page(
-        data=page,
-        has_more=start + limit < len(items),
-        first_id=page[0].id if page else None,
-        last_id=page[-1].id if page else None,
-    )
-
-
-def source_name(source: FileSource) -> str | None:
-    if isinstance(source, str | os.PathLike):
-        return os.path.basename(os.fspath(source))
-    name = getattr(source, "name", None)
-    return os.path.basename(name) if isinstance(name, str) else None
-
-
-def source_size(source: FileSource) -> int | None:
-    """The number of bytes ``read_source`` will yield, when it can be known up front."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        return len(source)
-    if isinstance(source, str | os.PathLike):
-        try:
-            return os.stat(source).st_size
-        except FileNotFoundError:
-            raise ConfigError(f"The file {os.fspath(source)!r} does not exist.") from None
-    try:
-        pos = source.tell()
-        end = os.fstat(source.fileno()).st_size
-    except (OSError, AttributeError, ValueError):
-        return None
-    return max(end - pos, 0)
-
-
-async def read_source(source: FileSource, chunk: int = CHUNK) -> AsyncIterator[bytes]:
-    """The bytes of a path, a bytes-like object or a binary file object, piece by piece; the
-    loop gets a turn between pieces. A path is opened and closed here; a file object is read
-    from its current position and left open (it is the caller's)."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        view = memoryview(source)
-        for i in range(0, len(view), chunk):
-            yield bytes(view[i : i + chunk])
-        return
-    if isinstance(source, str | os.PathLike):
-        if not os.path.exists(source):  # noqa: ASYNC240
-            raise ConfigError(f"The file {os.fspath(source)!r} does not exist.")
-        with open(source, "rb") as f:  # noqa: ASYNC230 - read in pieces, the loop gets turns
-            async for piece in _read_fileobj(f.read, chunk):
-                yield piece
-        return
-    read = getattr(source, "read", None)
-    if read is None:
-        raise ConfigError(
-            f"A file must be a path, bytes or a binary file object, not {type(source).__name__}."
-        )
-    async for piece in _read_fileobj(read, chunk):
-        yield piece
-
-
-async def _read_fileobj(read: Callable[[int], Any], chunk: int) -> AsyncIterator[bytes]:
-    while True:
-        piece = read(chunk)
-        if isinstance(piece, str):
-            raise ConfigError("Open the file in binary mode ('rb'): salvo uploads bytes.")
-        if not piece:
-            return
-        yield piece
-        await asyncio.sleep(0)

@@ -36,7 +36,7 @@ from .._types import (
     DeltaToolCall,
     Usage,
 )
-from ._base import Endpoint
+from ._base import DECODE_ERRORS, Endpoint, decode_problem
 from ._convert import error_in_stream, event_type, now, stream_error
 
 __all__ = [
@@ -270,8 +270,10 @@ class AnthropicStreamParser:
             if kind in _KNOWN:
                 raise stream_error(self._ep, f"a malformed {kind} event ({exc})") from None
             return None
-        except msgspec.DecodeError as exc:
-            raise stream_error(self._ep, f"an unreadable stream event ({exc})") from None
+        except DECODE_ERRORS as exc:
+            raise stream_error(
+                self._ep, f"an unreadable stream event ({decode_problem(exc)})"
+            ) from None
         if type(ev) is _BlockDelta:
             return self._delta(ev)
         if type(ev) is _BlockStart:

@@ -16,18 +16,22 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from .._errors import ProviderError, error_for_status
+from .._errors import ProviderError, ResponseDecodeError, SalvoError, error_for_status
 from .._types import ChatCompletionChunk, EmbeddingResponse, ModelResponse
 
 __all__ = [
     "Adapter",
+    "DECODE_ERRORS",
     "Capabilities",
     "Endpoint",
     "HTTPRequest",
     "ProviderInfo",
     "StreamParser",
+    "bounded",
+    "decode_problem",
     "error_message_from_body",
     "make_provider_error",
+    "no_answer",
     "retry_after_from_headers",
     "should_retry_from_headers",
 ]
@@ -162,16 +166,61 @@ def should_retry_from_headers(headers: Mapping[str, str]) -> bool | None:
 
 _ANY = msgspec.json.Decoder()
 
+#: What decoding a body can raise: msgspec's errors, and RecursionError for JSON nested past
+#: the interpreter's depth (msgspec counts nesting against the recursion limit). Every adapter
+#: catches this tuple where bytes become values, so nesting is a salvo error in place.
+DECODE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, RecursionError)
+
+#: Nesting kept of a decoded error body; deeper structure becomes its text, so code that
+#: walks a body (redaction, re-encoding for a client, logging) never recurses far.
+MAX_ERROR_DEPTH = 32
+
+
+def decode_problem(exc: BaseException) -> str:
+    """A short phrase for a decoding failure, for error messages."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply to decode"
+    return str(exc)
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: no recursion)."""
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        todo.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def bounded(value: Any, text: bytes, limit: int = MAX_ERROR_DEPTH) -> Any:
+    """``value`` when it nests at most ``limit`` deep; else the start of its text."""
+    if isinstance(value, dict | list) and _depth_over(value, limit):
+        return text[:2000].decode("utf-8", "replace")
+    return value
+
 
 def error_message_from_body(body: bytes) -> tuple[Any, str | None]:
-    """Decode an error body leniently: (decoded body or text, the message found in it)."""
+    """Decode an error body leniently: (decoded body or text, the message found in it). A
+    body nested deeper than :data:`MAX_ERROR_DEPTH` is kept as (the start of) its text; its
+    message is still found."""
     try:
         decoded = _ANY.decode(body)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         text = body.decode("utf-8", "replace").strip()
         if text.lstrip().startswith("<"):
             return text, "the response was an HTML page, not JSON (a proxy or gateway error)"
         return text, text[:300] or None
+    kept, msg = _message_of(decoded)
+    return bounded(kept, body), msg
+
+
+def _message_of(decoded: Any) -> tuple[Any, str | None]:
     if isinstance(decoded, dict):
         inner = decoded.get("error")
         if isinstance(inner, dict):
@@ -184,7 +233,8 @@ def error_message_from_body(body: bytes) -> tuple[Any, str | None]:
             return decoded, msg
         detail = decoded.get("detail")
         if detail is not None:
-            return decoded, str(detail)
+            deep = isinstance(detail, dict | list) and _depth_over(detail, MAX_ERROR_DEPTH)
+            return decoded, None if deep else str(detail)[:2000]
     return decoded, None
 
 
@@ -229,3 +279,46 @@ def make_provider_error(
         retry_after=retry_after_from_headers(headers),
         should_retry=should_retry_from_headers(headers),
     )
+
+
+def _carried_status(error: Any) -> int:
+    """The HTTP status an error object inside a 200 names (``code`` or ``status`` as a number,
+    e.g. OpenRouter's ``{"error": {"code": 429}}``); else 502, a gateway that failed."""
+    if isinstance(error, dict):
+        for key in ("code", "status"):
+            value = error.get(key)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    return 502
+
+
+def no_answer(ep: Endpoint, body: bytes, what: str = "answer") -> SalvoError:
+    """The error for a 2xx body that holds no ``what`` (no choices, no vectors): the provider
+    error it carries (``{"error": {...}}``, classed by the status it names, else a 502
+    ServerError), or a ResponseDecodeError. Either way the call failed: in a race it loses."""
+    decoded, msg = error_message_from_body(body)
+    carried = isinstance(decoded, dict) and (msg is not None or b'"error"' in body)
+    if carried:
+        status = _carried_status(decoded)
+        cls = error_for_status(status)
+        text = (
+            f"{ep.provider} answered HTTP 200 for model {ep.model!r} with an error instead of "
+            f"an {what}: {(msg or 'no message').strip()}"
+        )
+        return cls(
+            text if text.endswith((".", "!", "?")) else text + ".",
+            status_code=status,
+            provider=ep.provider,
+            model=ep.model,
+            body=decoded,
+        )
+    preview = body[:200].decode("utf-8", "replace")
+    err = ResponseDecodeError(
+        f"{ep.provider} answered HTTP 200 for model {ep.model!r} with no {what} (the body "
+        f"began with {preview!r}). That is a broken response, not an empty answer; salvo "
+        "does not count it as a success."
+    )
+    err.provider, err.model = ep.provider, ep.model
+    return err

@@ -24,7 +24,7 @@ from .._types import (
     DeltaToolCall,
     Usage,
 )
-from ._base import Endpoint
+from ._base import DECODE_ERRORS, Endpoint, decode_problem
 from ._convert import event_type, now, stream_error
 
 __all__ = [
@@ -214,8 +214,10 @@ class CohereStreamParser:
             if kind in _HANDLED:
                 raise stream_error(self._ep, f"a malformed {kind} event ({exc})") from None
             return None  # content-end, tool-plan-delta, citations, debug, newer types
-        except msgspec.DecodeError as exc:
-            raise stream_error(self._ep, f"an unreadable stream event ({exc})") from None
+        except DECODE_ERRORS as exc:
+            raise stream_error(
+                self._ep, f"an unreadable stream event ({decode_problem(exc)})"
+            ) from None
         if type(ev) is _ContentDelta or type(ev) is _ContentStart:
             piece = ev.delta.message.content
             if piece is None:

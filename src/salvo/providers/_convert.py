@@ -21,7 +21,7 @@ from .._errors import (
     StreamError,
     error_for_status,
 )
-from ._base import Endpoint
+from ._base import DECODE_ERRORS, Endpoint, decode_problem
 
 __all__ = [
     "decode_arguments",
@@ -52,7 +52,7 @@ def event_type(data: bytes) -> str:
     """The ``type`` of a typed stream event ("" when the data is not a JSON object with one)."""
     try:
         return _DECODE_TYPE(data).type
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return ""
 
 
@@ -138,7 +138,7 @@ def decode_arguments(arguments: Any, name: str) -> Any:
         return arguments
     try:
         return _DECODE_ANY(arguments)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         raise ConfigError(
             f"The arguments of tool call {name!r} are not valid JSON ({arguments!r:.80}); "
             "this provider needs them as a JSON object. Fix or drop that tool call."
@@ -147,11 +147,12 @@ def decode_arguments(arguments: Any, name: str) -> Any:
 
 def decode_failed(ep: Endpoint, what: str, body: bytes, exc: Exception) -> ResponseDecodeError:
     preview = body[:200].decode("utf-8", "replace")
+    why = "It was probably cut short." if not isinstance(exc, RecursionError) else ""
     err = ResponseDecodeError(
-        f"{ep.provider} sent a {what} for model {ep.model!r} that is not the JSON its API "
-        f"promises ({exc}); it began with {preview!r}. The body was probably cut short. "
-        "salvo does not retry this (the provider has likely done and billed the work): retry "
-        "the call yourself if it was a one-off, and report it if it keeps happening."
+        f"{ep.provider} sent a {what} for model {ep.model!r} that is not the JSON its API promises "
+        f"({decode_problem(exc)}); it began with {preview!r}. {why} salvo does not retry "
+        "this (the provider has likely done and billed the work): retry the call yourself if "
+        "it was a one-off, and report it if it keeps happening."
     )
     err.provider, err.model = ep.provider, ep.model
     return err

@@ -23,7 +23,7 @@ from .._types import (
     DeltaToolCall,
     Usage,
 )
-from ._base import Endpoint, error_message_from_body
+from ._base import DECODE_ERRORS, Endpoint, bounded, decode_problem, error_message_from_body
 from ._convert import error_in_stream, now, stream_error, tool_call_id
 
 __all__ = [
@@ -167,8 +167,10 @@ class GeminiStreamParser:
             self._raise_if_error(data)
         try:
             resp = _DECODE_RESPONSE(data)
-        except msgspec.DecodeError as exc:
-            raise stream_error(self._ep, f"an unreadable stream event ({exc})") from None
+        except DECODE_ERRORS as exc:
+            raise stream_error(
+                self._ep, f"an unreadable stream event ({decode_problem(exc)})"
+            ) from None
         choices = []
         finished = False
         for cand in resp.candidates:
@@ -200,6 +202,8 @@ class GeminiStreamParser:
             )
             finished = True
         usage = resp.usage_metadata
+        if not choices and usage is None:  # {} or no candidates: nothing to hand out
+            return None
         return ChatCompletionChunk(
             id=resp.response_id,
             created=self._created,
@@ -212,7 +216,7 @@ class GeminiStreamParser:
     def _raise_if_error(self, data: bytes) -> None:
         try:
             obj: Any = _DECODE_ANY(data)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return
         err = obj.get("error") if isinstance(obj, dict) else None
         if not isinstance(err, dict):
@@ -221,5 +225,5 @@ class GeminiStreamParser:
         code = err.get("code")
         kind = str(err.get("status") or "an error")
         if isinstance(code, int) and code >= 400:
-            raise error_in_stream(self._ep, code, kind, msg or "", err)
+            raise error_in_stream(self._ep, code, kind, msg or "", bounded(err, data))
         raise stream_error(self._ep, f"an error event ({kind}: {msg})")

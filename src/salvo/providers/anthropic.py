@@ -52,7 +52,7 @@ from ._anthropic_stream import (
     AnthropicUsage,
     map_usage,
 )
-from ._base import Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error, no_answer
 from ._convert import (
     decode_arguments,
     decode_failed,
@@ -398,8 +398,10 @@ class AnthropicAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             msg = _DECODE_MESSAGE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
+        if not msg.id and not msg.content:
+            raise no_answer(ep, body)
         return _to_response(msg, ep.provider, ep.model)
 
     def stream_parser(self, ep: Endpoint) -> AnthropicStreamParser:

@@ -42,7 +42,7 @@ from .._types import (
     ModelResponse,
     ToolCall,
 )
-from ._base import Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error, no_answer
 from ._cohere_stream import (
     FINISH_REASONS,
     CohereStreamParser,
@@ -241,9 +241,11 @@ class CohereAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             resp = _DECODE_RESPONSE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         msg = resp.message
+        if resp.finish_reason is None and not msg.content and not msg.tool_calls:
+            raise no_answer(ep, body)
         texts = [c.text for c in msg.content or () if c.type == "text" and c.text is not None]
         thoughts = [c.thinking for c in msg.content or () if c.type == "thinking" and c.thinking]
         calls = [
@@ -291,11 +293,13 @@ class CohereAdapter:
     def parse_embedding(self, ep: Endpoint, body: bytes) -> EmbeddingResponse:
         try:
             resp = _DECODE_EMBED(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         emb = resp.embeddings
         vectors = emb if isinstance(emb, list) else (emb.floats if emb is not None else None)
-        data = [Embedding(index=i, embedding=v) for i, v in enumerate(vectors or ())]
+        if not vectors:
+            raise no_answer(ep, body, "embedding")
+        data = [Embedding(index=i, embedding=v) for i, v in enumerate(vectors)]
         billed = resp.meta.billed_units if resp.meta is not None else None
         usage = None
         if billed is not None and billed.input_tokens is not None:

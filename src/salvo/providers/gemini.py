@@ -48,7 +48,7 @@ from .._types import (
     ModelResponse,
     ToolCall,
 )
-from ._base import Endpoint, HTTPRequest, make_provider_error
+from ._base import DECODE_ERRORS, Endpoint, HTTPRequest, make_provider_error, no_answer
 from ._convert import (
     decode_arguments,
     decode_failed,
@@ -173,7 +173,7 @@ def _tool_response(m: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, 
     text = text_of(m.get("content"))
     try:
         value = _DECODE_ANY(text) if text else None
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         value = None
     response = value if isinstance(value, dict) else {"content": text}
     return {"functionResponse": {"name": name, "response": response}}
@@ -374,9 +374,12 @@ class GeminiAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             resp = _DECODE_RESPONSE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
-        return _to_response(resp, ep)
+        answer = _to_response(resp, ep)
+        if not answer.choices:
+            raise no_answer(ep, body)
+        return answer
 
     def stream_parser(self, ep: Endpoint) -> GeminiStreamParser:
         return GeminiStreamParser(ep)
@@ -405,11 +408,13 @@ class GeminiAdapter:
     def parse_embedding(self, ep: Endpoint, body: bytes) -> EmbeddingResponse:
         try:
             resp = _DECODE_EMBED(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise decode_failed(ep, "response", body, exc) from None
         vectors = resp.embeddings if resp.embeddings is not None else []
         if resp.embedding is not None:
             vectors = [resp.embedding]
+        if not vectors:
+            raise no_answer(ep, body, "embedding")
         data = [Embedding(index=i, embedding=v.values) for i, v in enumerate(vectors)]
         return EmbeddingResponse(data=data, model=ep.model, provider=ep.provider)
 

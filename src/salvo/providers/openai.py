@@ -13,7 +13,15 @@ import msgspec
 
 from .._errors import ProviderError, ResponseDecodeError, StreamError
 from .._types import ChatCompletionChunk, EmbeddingResponse, ModelResponse
-from ._base import Endpoint, HTTPRequest, error_message_from_body, make_provider_error
+from ._base import (
+    DECODE_ERRORS,
+    Endpoint,
+    HTTPRequest,
+    decode_problem,
+    error_message_from_body,
+    make_provider_error,
+    no_answer,
+)
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamParser"]
 
@@ -27,11 +35,12 @@ _DONE = b"[DONE]"
 
 def _decode_failed(ep: Endpoint, what: str, body: bytes, exc: Exception) -> ResponseDecodeError:
     preview = body[:200].decode("utf-8", "replace")
+    why = "It was probably cut short." if not isinstance(exc, RecursionError) else ""
     err = ResponseDecodeError(
         f"{ep.provider} sent a {what} for model {ep.model!r} that is not valid JSON "
-        f"({exc}); it began with {preview!r}. The body was probably cut short. salvo does not "
-        "retry this (the provider has likely done and billed the work): retry the call "
-        "yourself if it was a one-off, and report it if it keeps happening."
+        f"({decode_problem(exc)}); it began with {preview!r}. {why} salvo does not retry "
+        "this (the provider has likely done and billed the work): retry the call yourself if "
+        "it was a one-off, and report it if it keeps happening."
     )
     err.provider, err.model = ep.provider, ep.model
     return err
@@ -55,8 +64,10 @@ class OpenAIStreamParser:
             self._raise_if_error(data)
         try:
             chunk = _DECODE_CHUNK(data)
-        except msgspec.DecodeError as exc:
-            raise _stream_error(self._ep, f"an unreadable stream event ({exc})") from None
+        except DECODE_ERRORS as exc:
+            raise _stream_error(
+                self._ep, f"an unreadable stream event ({decode_problem(exc)})"
+            ) from None
         chunk.provider = self._ep.provider
         if self._finish_map:
             for choice in chunk.choices:
@@ -68,7 +79,7 @@ class OpenAIStreamParser:
     def _raise_if_error(self, data: bytes) -> None:
         try:
             obj = _DECODE_ANY(data)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return
         if isinstance(obj, dict) and obj.get("error"):
             _, msg = error_message_from_body(data)
@@ -139,8 +150,10 @@ class OpenAIAdapter:
     def parse_chat(self, ep: Endpoint, body: bytes) -> ModelResponse:
         try:
             resp = _DECODE_RESPONSE(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise _decode_failed(ep, "response", body, exc) from None
+        if not resp.choices:
+            raise no_answer(ep, body)
         resp.provider = ep.provider
         if self.finish_reasons:
             for choice in resp.choices:
@@ -163,8 +176,10 @@ class OpenAIAdapter:
     def parse_embedding(self, ep: Endpoint, body: bytes) -> EmbeddingResponse:
         try:
             resp = _DECODE_EMBEDDING(body)
-        except msgspec.DecodeError as exc:
+        except DECODE_ERRORS as exc:
             raise _decode_failed(ep, "response", body, exc) from None
+        if not resp.data:
+            raise no_answer(ep, body, "embedding")
         resp.provider = ep.provider
         return resp
 

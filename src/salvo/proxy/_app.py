@@ -9,7 +9,9 @@ just before their headers go out.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -37,7 +39,11 @@ from ._settings import ProxySettings, check_config, load_settings
 
 __all__ = ["STATE", "ProxyServer", "ProxyState", "create_app"]
 
+log = logging.getLogger("salvo.proxy")
+
 _ENCODE = msgspec.json.Encoder().encode
+#: Routes that stream their body to disk themselves, a piece at a time, each in time.
+STREAMED_BODIES = frozenset({"/v1/files"})
 OPEN_PATHS = frozenset({"/health", "/health/liveness", "/health/liveliness", "/health/readiness"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,8 +87,11 @@ def _unauthorized(message: str) -> ProxyError:
 
 
 def _middleware(state: ProxyState) -> Middleware:
-    key = state.settings.master_key.encode() if state.settings.master_key else None
+    master = state.settings.master_key
+    key = master.encode() if master is not None else None
     redact = state.redact
+    body_timeout = state.settings.client_body_timeout
+    max_body = state.settings.max_request_bytes
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -98,16 +107,53 @@ def _middleware(state: ProxyState) -> Middleware:
                 token = auth[7:].strip().encode("utf-8", "surrogateescape")
                 if not hmac.compare_digest(token, key):
                     raise _unauthorized("Incorrect API key provided.")
+            if (
+                request.body_exists
+                and not request.content.is_eof()  # most bodies came with the headers
+                and request.path not in STREAMED_BODIES
+            ):
+                await _read_in_time(request, body_timeout, max_body)
             resp = await handler(request)
         except ConnectionResetError:
             raise
         except Exception as exc:
-            resp = error_response(from_exception(exc, redact))
+            err = from_exception(exc, redact)
+            if err.status >= 500:
+                log.warning(
+                    "%s %s answered %d (%s): %s",
+                    request.method, request.path, err.status, err.code or err.type, err.message,
+                )  # fmt: skip
+            resp = error_response(err)
+            if err.status == 408:
+                resp.force_close()
+        else:
+            if resp.status >= 500:
+                log.warning(
+                    "%s %s answered %d: %s", request.method, request.path, resp.status, resp.reason
+                )
         if not resp.prepared:
             resp.headers[OVERHEAD_HEADER] = timer.overhead_ms()
         return resp
 
     return middleware
+
+
+async def _read_in_time(request: web.Request, seconds: float, limit: int) -> None:
+    """Read the request body (the handler then finds it read) within ``seconds`` seconds: a
+    client that sends its body slowly, or not at all, gets a 408 and the connection closes."""
+    size = request.content_length
+    if size is not None and size > limit:
+        return  # the handler answers 413 without reading it
+    try:
+        async with asyncio.timeout(seconds):
+            await request.read()
+    except TimeoutError:
+        raise ProxyError(
+            408,
+            f"The request body did not arrive within {seconds:g} seconds "
+            "(setting client_body_timeout).",
+            code="request_timeout",
+        ) from None
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -223,10 +269,14 @@ class ProxyServer:
         if self._runner is not None:
             raise RuntimeError("this ProxyServer is already running")
         kwargs: dict[str, Any] = {} if self._access_log else {"access_log": None}
+        settings = self.state.settings
         runner = web.AppRunner(
             self.app,
             handler_cancellation=True,
-            shutdown_timeout=self.state.settings.shutdown_timeout,
+            shutdown_timeout=settings.shutdown_timeout,
+            # aiohttp closes a connection whose request headers are not all in after this long
+            # (and a keep-alive connection idle this long): the client_header_timeout setting.
+            keepalive_timeout=settings.client_header_timeout,
             **kwargs,
         )
         await runner.setup()

@@ -10,6 +10,7 @@ set call settings (``api_key``, ``api_base``, ...): they would redirect the conf
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,13 @@ import msgspec
 from aiohttp import web
 
 from .. import batches
-from .._errors import ConfigError
+from .._errors import ConfigError, SalvoError
 from .._messages import CALL_KEYS
+from ..batches._lines import BOM
+from ..providers._base import DECODE_ERRORS, decode_problem
 from ._errors import ProxyError, model_not_found
 from ._files import _limit, _open_spool, encoded, not_found_as_404
-from ._store import BATCH_ID, FILE_ID, batch_mode, check_id, new_route
+from ._store import BATCH_ID, FILE_ID, Route, batch_mode, check_id, new_route
 
 if TYPE_CHECKING:
     from .._models import Deployment
@@ -29,9 +32,12 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchRoutes"]
 
+log = logging.getLogger("salvo.proxy")
+
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE_STR = msgspec.json.Decoder(str).decode
 _DECODE_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_BAD_LINE: tuple[type[Exception], ...] = (*DECODE_ERRORS, KeyError)
 _ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
 
 
@@ -47,6 +53,7 @@ class _LineView(msgspec.Struct):
 
 
 _DECODE_CREATE = msgspec.json.Decoder(_Create).decode
+_DECODE_BATCH = msgspec.json.Decoder(batches.Batch).decode
 _DECODE_LINE = msgspec.json.Decoder(_LineView).decode
 
 
@@ -57,6 +64,8 @@ async def _lines(files: Files, file_id: str) -> Any:
     async with batches.aiter_file_content(file_id, **files.kw()) as pieces:
         async for piece in pieces:
             buf += piece
+            if n == 0 and buf.startswith(BOM):  # line 1 may open with a byte order mark
+                buf = buf[len(BOM) :]
             *whole, buf = buf.split(b"\n")
             for line in whole:
                 n += 1
@@ -76,7 +85,7 @@ class BatchRoutes:
         async for n, line in _lines(self.files, file_id):
             try:
                 body = _DECODE_LINE(line).body if line.strip() else None
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
                 continue  # the engine (or the provider) reports the line itself
             if not body:
                 continue
@@ -93,7 +102,7 @@ class BatchRoutes:
                 continue
             try:
                 models.add(_DECODE_STR(raw).strip())
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
                 continue
             if len(models) > 1:
                 raise ProxyError(
@@ -142,7 +151,7 @@ class BatchRoutes:
                         body["model"] = name
                         top["body"] = msgspec.Raw(_ENCODE(body))
                         line = _ENCODE(top)
-                    except (msgspec.DecodeError, KeyError):
+                    except _BAD_LINE:
                         pass  # passed on as it is; the provider reports it
                     out.write(line + b"\n")
         except BaseException:
@@ -154,8 +163,8 @@ class BatchRoutes:
         raw = await request.read()
         try:
             req = _DECODE_CREATE(raw)
-        except msgspec.DecodeError as exc:
-            raise ProxyError(400, f"Invalid batch request: {exc}.") from None
+        except DECODE_ERRORS as exc:
+            raise ProxyError(400, f"Invalid batch request: {decode_problem(exc)}.") from None
         if req.endpoint not in _ENDPOINTS:
             raise ProxyError(
                 400, f"'endpoint' must be one of {', '.join(_ENDPOINTS)}.", param="endpoint"
@@ -192,6 +201,7 @@ class BatchRoutes:
         table.add("files", new_route(native.id, dep.provider, alias))
         batch = await batches.acreate_batch(input_file_id=native.id, **args, **kw)
         table.add("batches", new_route(batch.id, dep.provider, alias))
+        table.remember(batch.id, _ENCODE(batch))
         return encoded(batch)
 
     def _kw(self, batch_id: str) -> tuple[Any, str | None, str]:
@@ -214,7 +224,27 @@ class BatchRoutes:
             for file_id in (batch.output_file_id, batch.error_file_id):
                 if file_id is not None:
                     self.files.table.add("files", new_route(file_id, provider, alias))
+            self.files.table.remember(batch_id, _ENCODE(batch))
         return batch
+
+    async def _listed(self, route: Route) -> batches.Batch:
+        """A batch for the list: asked for afresh, or, when it cannot be (its alias is gone
+        from the config, its provider fails or no longer knows it), as the proxy last knew
+        it, so one stale or unreachable batch hides no other."""
+        try:
+            return await self._one(route.id)
+        except (ProxyError, SalvoError) as exc:
+            log.warning("batch %s listed as last seen: %s", route.id, self.state.redact(str(exc)))
+        last = self.files.table.last(route.id)
+        if last is not None:
+            try:
+                return _DECODE_BATCH(last)
+            except DECODE_ERRORS:
+                pass
+        return batches.Batch(
+            id=route.id, status="unknown", created_at=route.created_at or 0,
+            model=route.alias, provider=route.provider,
+        )  # fmt: skip
 
     async def retrieve(self, request: web.Request) -> web.Response:
         return encoded(await self._one(request.match_info["batch_id"]))
@@ -227,7 +257,7 @@ class BatchRoutes:
         if after is not None:
             check_id(after, BATCH_ID, "batch")
         routes, more = self.files.table.page(_limit(request.query.get("limit"), 20, 100), after)
-        data = [await self._one(r.id) for r in routes]
+        data = [await self._listed(r) for r in routes]
         return encoded(
             {
                 "object": "list",

@@ -31,9 +31,11 @@ from .._messages import CALL_KEYS, check_messages
 from .._models import Deployment
 from .._types import ModelResponse
 from ..providers import HTTPRequest
+from ..providers._base import DECODE_ERRORS, decode_problem
 from ..providers.openai import OpenAIAdapter
 from ._errors import JSON_HEADERS, ProxyError, from_exception, model_not_found
 from ._relay import TIMER, Timer, read_body, relay_chunks, relay_sse, timed
+from ._settings import check_fanout
 
 if TYPE_CHECKING:
     from ._app import ProxyState
@@ -57,10 +59,11 @@ def _parse(raw: bytes) -> dict[str, msgspec.Raw]:
         raise ProxyError(400, "The request body is empty; send a JSON object.")
     try:
         return _DECODE_TOP(raw)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise ProxyError(
             400,
-            f"We could not parse the JSON body of your request ({exc}); send a JSON object.",
+            f"We could not parse the JSON body of your request ({decode_problem(exc)}); "
+            "send a JSON object.",
             code="invalid_json",
         ) from None
 
@@ -71,7 +74,7 @@ def _field(top: dict[str, msgspec.Raw], key: str, decode: Any, expected: str) ->
         return None
     try:
         return decode(raw)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         raise ProxyError(400, f"'{key}' must be {expected}.", param=key) from None
 
 
@@ -86,7 +89,7 @@ def _params(top: dict[str, msgspec.Raw]) -> dict[str, Any]:
     """The fully decoded request parameters (for the translated and fan-out paths)."""
     try:
         return {k: _DECODE_ANY(v) for k, v in top.items() if k not in _NOT_PARAMS}
-    except msgspec.DecodeError as exc:  # pragma: no cover - the top level already parsed
+    except DECODE_ERRORS as exc:  # pragma: no cover - the top level already parsed
         raise ProxyError(400, f"Invalid JSON value: {exc}.") from None
 
 
@@ -126,10 +129,11 @@ async def _read_json(client: Client, opts: CallOptions, req: HTTPRequest) -> byt
     payload = await client._read_body(opts, req)
     try:
         _VALIDATE(payload)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         ep = opts.dep.endpoint
         err = ResponseDecodeError(
-            f"{ep.provider} sent a response for model {ep.model!r} that is not JSON ({exc})."
+            f"{ep.provider} sent a response for model {ep.model!r} that is not JSON "
+            f"({decode_problem(exc)})."
         )
         err.provider, err.model = ep.provider, ep.model
         raise err from None
@@ -236,9 +240,7 @@ class ChatRoutes:
         stream: bool,
         fastest: bool,
     ) -> web.StreamResponse:
-        names = [m.strip() for m in model.split(",") if m.strip()]
-        if not names:
-            raise ProxyError(400, "You must provide a model parameter.", param="model")
+        names = check_fanout(model, self.state.settings)  # before any task starts
         for name in names:
             if name not in self.state.aliases:
                 self.options(name)  # 404 unless served; no round-robin step for non-aliases
@@ -330,5 +332,5 @@ class ChatRoutes:
             return web.Response(body=payload, headers=JSON_HEADERS)
         params = _params(top)
         value = params.pop("input")
-        resp = await timed(timer, client.aembedding(model, value, **params))
+        resp = await timed(timer, client.embedding_with(opts, value, params))
         return web.Response(body=_ENCODE(resp), headers=JSON_HEADERS)

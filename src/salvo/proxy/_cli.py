@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import math
 import os
 import signal
@@ -42,6 +43,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=4000, help="port to bind (4000; 0: any)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="log to stderr from this level (INFO)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -79,6 +87,32 @@ def split_limits(config: Config, workers: int) -> Config:
     return out
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging(level: str) -> None:
+    """The ``salvo`` and ``aiohttp`` loggers to stderr from ``level``, one line a record
+    (once per process; the root logger is left alone)."""
+    for name in ("salvo", "aiohttp"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            logger.addHandler(handler)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -88,11 +122,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.workers < 1:
         return _fail("--workers must be at least 1.")
-    if settings.master_key is None and not _is_loopback(args.host):
+    if settings.master_key is None and not _is_loopback(args.host):  # a blank key never gets here
         return _fail(
             f"refusing to serve on {args.host} without a master key: set general_settings."
             "master_key in the config (or SALVO_MASTER_KEY), or bind to 127.0.0.1."
         )
+    setup_logging(args.log_level)  # once the config is known good, before serving
     if args.workers == 1:
         try:
             asyncio.run(_serve(config, settings, args, args.port, announce=True))

@@ -13,12 +13,12 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, StreamReader, web
 
 from .. import batches
 from .._errors import ConfigError, NotFoundError
@@ -99,6 +99,12 @@ class Files:
         self.root = local.store.root
         db = self.state.settings.database_path
         self.db_path = Path(db) if db else self.root / "proxy.sqlite3"
+        log.info(
+            "state directory %s (files, batches; route table %s): another proxy or salvo "
+            "process using this directory shares its files and batches",
+            self.root,
+            self.db_path,
+        )
         if not self.db_path.exists():
             return
         resume: Callable[[str], Any] | None = getattr(local, "resume", None)
@@ -138,16 +144,17 @@ class Files:
         filename: str | None = None
         spool: Path | None = None
         try:
-            async for part in await request.multipart():
-                if not isinstance(part, BodyPartReader):
-                    raise ProxyError(400, "Nested multipart bodies are not accepted.")
-                if part.name == "purpose":
-                    purpose = (await part.text()).strip()
-                elif part.name == "file" and spool is None:
-                    filename = part.filename
-                    spool = await self._spool(part, limit)
-                else:
-                    await part.release()
+            async with no_stall(request.content, self.state.settings.client_body_timeout):
+                async for part in await request.multipart():
+                    if not isinstance(part, BodyPartReader):
+                        raise ProxyError(400, "Nested multipart bodies are not accepted.")
+                    if part.name == "purpose":
+                        purpose = (await part.text()).strip()
+                    elif part.name == "file" and spool is None:
+                        filename = part.filename
+                        spool = await self._spool(part, limit)
+                    else:
+                        await part.release()
             if spool is None:
                 raise ProxyError(400, "Missing required parameter: 'file'.", param="file")
             if purpose not in PURPOSES:
@@ -220,6 +227,36 @@ class Files:
                 await resp.write(piece)
         await resp.write_eof()
         return resp
+
+
+@asynccontextmanager
+async def no_stall(content: StreamReader, seconds: float) -> AsyncIterator[None]:
+    """Inside this block, reading ``content`` (a request body) may not stall: when no byte
+    arrives for ``seconds`` before the body's end, the block fails with a 408."""
+    loop = asyncio.get_running_loop()
+    last = content.total_bytes
+    handle: asyncio.TimerHandle | None = None
+    try:
+        async with asyncio.timeout(seconds) as scope:
+
+            def check() -> None:
+                nonlocal last, handle
+                if content.total_bytes != last or content.at_eof():
+                    last = content.total_bytes
+                    scope.reschedule(loop.time() + seconds)
+                handle = loop.call_later(seconds / 4, check)
+
+            handle = loop.call_later(seconds / 4, check)
+            yield
+    except TimeoutError:
+        raise ProxyError(
+            408,
+            f"The upload stalled: no data for {seconds:g} seconds (setting client_body_timeout).",
+            code="request_timeout",
+        ) from None
+    finally:
+        if handle is not None:
+            handle.cancel()
 
 
 def _limit(raw: str | None, default: int, maximum: int) -> int:

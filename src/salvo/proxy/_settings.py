@@ -20,7 +20,7 @@ from .._errors import ConfigError
 from .._hedge import parse_hedge
 from .._models import resolve_deployment
 
-__all__ = ["MIB", "ProxySettings", "check_config", "load_settings"]
+__all__ = ["MIB", "ProxySettings", "check_config", "check_fanout", "load_settings"]
 
 MIB = 1024 * 1024
 _SECTIONS = ("general_settings", "litellm_settings", "salvo_settings", "settings")
@@ -42,6 +42,19 @@ class ProxySettings:
     num_retries: int = 2
     hedge: float | str | None = None  # races' default hedge (``"p95"``, seconds); None: full
     hedge_budget: float = 0.1  # the Client's hedge budget (extra requests hedges may add)
+    max_fanout_models: int = 16
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        key = self.master_key
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise ConfigError(
+                "master_key must be a non-empty string (None turns auth off, which salvo serve "
+                f"allows only on a loopback address), not {key!r}."
+            )
+        if key is not None and key != key.strip():
+            object.__setattr__(self, "master_key", key.strip())
 
 
 def _setting_lines(source: str) -> dict[str, int]:
@@ -95,7 +108,12 @@ def load_settings(config: Config) -> ProxySettings:
         "master_key", lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"
     )
     if master_key is None:
-        master_key = os.environ.get("SALVO_MASTER_KEY") or None
+        master_key = os.environ.get("SALVO_MASTER_KEY")
+        if master_key is not None and not master_key.strip():
+            raise ConfigError(
+                "SALVO_MASTER_KEY is set but blank: set it to the key clients must send, or "
+                "unset it (without a key the proxy serves only on a loopback address)."
+            )
     allow_any = get("allow_any_model", lambda v: isinstance(v, bool), "true or false")
     size_mb = get("max_request_size_mb", lambda v: _number(v, minimum=0.001), "a number > 0")
     file_mb = get("max_file_size_mb", lambda v: _number(v, minimum=0.001), "a number > 0")
@@ -106,9 +124,16 @@ def load_settings(config: Config) -> ProxySettings:
     retries = get("num_retries", lambda v: _number(v, minimum=0, integer=True), "an integer >= 0")
     hedge = get("hedge", _is_hedge, "seconds (e.g. 0.5) or a percentile such as 'p95'")
     hedge_budget = get("hedge_budget", lambda v: _number(v, minimum=0), "a fraction >= 0")
+    header_timeout = get(
+        "client_header_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0"
+    )
+    body_timeout = get("client_body_timeout", lambda v: _number(v, minimum=0.001), "seconds > 0")
+    fanout = get(
+        "max_fanout_models", lambda v: _number(v, minimum=1, integer=True), "an integer >= 1"
+    )
     defaults = ProxySettings()
     return ProxySettings(
-        master_key=master_key.strip() if master_key else None,
+        master_key=master_key.strip() if master_key is not None else None,
         allow_any_model=bool(allow_any),
         max_request_bytes=int(size_mb * MIB) if size_mb else defaults.max_request_bytes,
         max_file_bytes=int(file_mb * MIB) if file_mb else defaults.max_file_bytes,
@@ -119,6 +144,9 @@ def load_settings(config: Config) -> ProxySettings:
         num_retries=retries if retries is not None else defaults.num_retries,
         hedge=hedge,
         hedge_budget=float(hedge_budget) if hedge_budget is not None else defaults.hedge_budget,
+        max_fanout_models=fanout if fanout is not None else defaults.max_fanout_models,
+        client_header_timeout=float(header_timeout or defaults.client_header_timeout),
+        client_body_timeout=float(body_timeout or defaults.client_body_timeout),
     )
 
 
@@ -154,3 +182,23 @@ def check_config(config: Config) -> None:
                     f"{at}, key 'batch': provider {dep.provider} has no batch API in salvo; "
                     "write batch: local (or leave it out)."
                 )
+
+
+def check_fanout(model: str, settings: ProxySettings) -> list[str]:
+    """The models of a comma-separated race/gather, at most ``max_fanout_models`` of them
+    (checked before anything is resolved or any task starts); a 400 past that."""
+    from ._errors import ProxyError
+
+    names = [m.strip() for m in model.split(",") if m.strip()]
+    if not names:
+        raise ProxyError(400, "You must provide a model parameter.", param="model")
+    limit = settings.max_fanout_models
+    if len(names) > limit:
+        raise ProxyError(
+            400,
+            f"A race or gather may name at most {limit} models on this proxy (setting "
+            f"max_fanout_models); this request names {len(names)}.",
+            param="model",
+            code="too_many_models",
+        )
+    return names

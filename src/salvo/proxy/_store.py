@@ -5,7 +5,9 @@ store salvo.batches picks). A batch runs on the local engine or on its provider'
 either way the proxy writes one row in a small SQLite table (``database_path``; default
 ``<store>/proxy.sqlite3``) saying who owns the id, so later calls go to the right place.
 Provider-side output and error files get a row when a retrieve first reports them. No keys
-are stored: a row names the alias and entry whose config supplies them.
+are stored: a row names the alias and entry whose config supplies them. A batch's row also
+keeps the batch as the proxy last saw it, which the list shows when the batch can no longer
+be asked about (its alias was removed from the config).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class RouteTable:
                     f"CREATE TABLE IF NOT EXISTS {table}(id TEXT PRIMARY KEY, provider TEXT NOT"
                     " NULL, alias TEXT, entry INTEGER NOT NULL DEFAULT 0, created_at INTEGER)"
                 )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+            if "last" not in columns:  # a table an older proxy made
+                db.execute("ALTER TABLE batches ADD COLUMN last BLOB")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -78,7 +83,8 @@ class RouteTable:
     def add(self, table: str, route: Route) -> None:
         with closing(self._connect()) as db, db:
             db.execute(
-                f"INSERT OR IGNORE INTO {_table(table)} VALUES(?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO {_table(table)}(id, provider, alias, entry, created_at)"
+                " VALUES(?,?,?,?,?)",
                 (route.id, route.provider, route.alias, route.entry, route.created_at),
             )
 
@@ -89,6 +95,16 @@ class RouteTable:
                 (ident,),
             ).fetchone()
         return Route(*row) if row else None
+
+    def remember(self, batch_id: str, snapshot: bytes) -> None:
+        """Keep ``snapshot`` (a batch's JSON) as what the proxy last knew of it."""
+        with closing(self._connect()) as db, db:
+            db.execute("UPDATE batches SET last=? WHERE id=?", (snapshot, batch_id))
+
+    def last(self, batch_id: str) -> bytes | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT last FROM batches WHERE id=?", (batch_id,)).fetchone()
+        return row[0] if row else None
 
     def page(self, limit: int, after: str | None) -> tuple[list[Route], bool]:
         """Batches newest first, after the one with id ``after``; and whether more follow."""

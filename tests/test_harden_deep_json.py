@@ -177,10 +177,10 @@ async def test_an_unexpected_failure_on_one_line_is_an_error_line(
         async with salvo.Client(max_retries=0) as client:
             real = client.complete_with
 
-            async def buggy(opts: Any, messages: Any, params: Any) -> Any:
+            async def buggy(opts: Any, messages: Any, params: Any, **kw: Any) -> Any:
                 if messages[0]["content"] == "poison":
                     raise RuntimeError("a bug in salvo")
-                return await real(opts, messages, params)
+                return await real(opts, messages, params, **kw)
 
             monkeypatch.setattr(client, "complete_with", buggy)
             over = {"api_base": hostile.base, "api_key": "k"}

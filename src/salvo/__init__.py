@@ -12,6 +12,7 @@ from ._api import acompletion as acompletion
 from ._api import aembedding as aembedding
 from ._api import agather_all as agather_all
 from ._api import arace as arace
+from ._call import Route as Route
 from ._client import Client as Client
 from ._config import Config as Config
 from ._config import load_config as load_config
@@ -36,6 +37,8 @@ from ._limits import LimitSpec as LimitSpec
 from ._pricing import cost_usd as cost_usd
 from ._pricing import get_price as get_price
 from ._pricing import set_price as set_price
+from ._response import Response as Response
+from ._response import ResponseStream as ResponseStream
 from ._retry import RetryPolicy as RetryPolicy
 from ._stats import ClientStatistics as ClientStatistics
 from ._stream import CompletionStream as CompletionStream
@@ -54,6 +57,7 @@ from ._types import Message as Message
 from ._types import ModelResponse as ModelResponse
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
+from .providers import HTTPRequest as HTTPRequest
 from .providers import providers as providers
 
 if _TYPE_CHECKING:
@@ -113,6 +117,7 @@ __all__ = [
     "EmbeddingResponse",
     "FileDeleted",
     "FileObject",
+    "HTTPRequest",
     "LimitSpec",
     "LimiterStatistics",
     "Message",
@@ -123,8 +128,11 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "RequestCounts",
+    "Response",
     "ResponseDecodeError",
+    "ResponseStream",
     "RetryPolicy",
+    "Route",
     "SalvoError",
     "ServerError",
     "StreamError",

@@ -8,28 +8,23 @@ manager (UNOPENED -> OPENED -> CLOSED); it also opens itself on first use, in wh
 from __future__ import annotations
 
 import asyncio
-import builtins
 import enum
+import functools
 import logging
-from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from ._call import CallOptions, first_byte_error, read_body, send
+from ._call import Route, Slot, fetch, open_stream
 from ._config import Config, load_config
 from ._errors import ConfigError, SalvoError
 from ._http import new_session
-from ._limits import (
-    Limiters,
-    LimitSpec,
-    estimate_input_tokens,
-    estimate_tokens,
-)
-from ._messages import CALL_KEYS, check_messages
-from ._models import Deployment, resolve_deployment
+from ._limits import Limiters, LimitSpec, estimate_input_tokens
+from ._messages import check_messages
 from ._pricing import response_cost
+from ._response import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES, Response, ResponseStream
 from ._retry import CallStats, RetryPolicy, call_with_retries
+from ._routes import RouteTable, estimate_chat_tokens, merged_params
 from ._stats import ClientStatistics, snapshot
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
@@ -76,7 +71,14 @@ class Client:
         stream_idle_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 100,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        """``max_body_bytes``: the largest decoded response body read into memory (64 MB);
+        ``max_event_bytes``: the largest single SSE event of a stream (16 MB). Past either,
+        the call fails with a ResponseDecodeError / StreamError that names the limit."""
+        _check_size("max_body_bytes", max_body_bytes)
+        _check_size("max_event_bytes", max_event_bytes)
         self.config = load_config(config)
         if isinstance(limits, Mapping):
             limits = LimitSpec.from_mapping(limits)
@@ -88,10 +90,11 @@ class Client:
         self.stream_idle_timeout = stream_idle_timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self.max_concurrency = max_concurrency
+        self.max_body_bytes = max_body_bytes
+        self.max_event_bytes = max_event_bytes
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
-        self._options: dict[Any, CallOptions] = {}
-        self._rr: Counter[str] = Counter()
+        self._options = RouteTable(self.config, self._limiters, self)
         self._stats = CallStats()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -149,36 +152,16 @@ class Client:
 
     # -- resolution ----------------------------------------------------------------------------
 
-    def options(self, model: str, params: dict[str, Any]) -> CallOptions:
-        """Resolve ``model`` and pop the call-configuring keys out of ``params`` (in place)."""
-        if params and not CALL_KEYS.isdisjoint(params):
-            over = {k: params.pop(k) for k in CALL_KEYS.intersection(params)}
-        else:
-            over = None
-        entries = self.config.entries(model) if self.config.models else None
-        idx = 0
-        if entries is not None and len(entries) > 1:
-            idx = self._rr[model] % len(entries)
-            self._rr[model] += 1
-        key: Any = (model, idx) if over is None else (model, idx, _freeze(over))
-        opts = self._options.get(key)
-        if opts is None:
-            opts = self._resolve(model, idx, over or {})
-            self._options[key] = opts
-        return opts
+    def route(self, model: str, params: dict[str, Any]) -> Route:
+        """Resolve ``model`` (a config alias, stepping its round-robin, or
+        ``provider/model``) into a :class:`Route` for :meth:`send`, popping the
+        call-configuring keys (``api_key``, ``api_base``, ``timeout``, ``max_retries``, ...)
+        out of ``params`` in place. Raises ConfigError before anything is sent."""
+        return self._options.route(model, params)
 
-    def _resolve(self, model: str, idx: int, over: Mapping[str, Any]) -> CallOptions:
-        dep = resolve_deployment(model, config=self.config, overrides=over, entry_index=idx)
-        spec = LimitSpec(dep.rpm, dep.tpm, dep.max_parallel_requests)
-        limiter = self._limiters.get(dep.limit_key, spec)
-        return CallOptions(
-            dep,
-            timeout=_pick(over.get("timeout"), dep.timeout, self.timeout),
-            max_retries=_pick(over.get("max_retries"), dep.max_retries, self.max_retries),
-            first_byte_timeout=_pick(over.get("first_byte_timeout"), self.first_byte_timeout),
-            stream_idle_timeout=_pick(over.get("stream_idle_timeout"), self.stream_idle_timeout),
-            limiter=limiter,
-        )
+    def options(self, model: str, params: dict[str, Any]) -> Route:
+        """The former name of :meth:`route`."""
+        return self._options.route(model, params)
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -230,119 +213,183 @@ class Client:
 
     async def aembedding(self, model: str, input: Any, **params: Any) -> EmbeddingResponse:
         """Embeddings for a string or a list of strings (or token arrays)."""
-        opts = self.options(model, params)
+        route = self.route(model, params)
         if (isinstance(input, str | list) and len(input) == 0) or input is None:
             raise ConfigError("aembedding needs a non-empty input (a string or a list).")
-        dep = opts.dep
+        dep = route.dep
         if not dep.info.capabilities.embeddings:
             raise ConfigError(f"Provider {dep.provider} has no embeddings API in salvo.")
-        req = dep.adapter.build_embedding(dep.endpoint, dep.headers, input, _merged(dep, params))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        req = dep.adapter.build_embedding(
+            dep.endpoint, dep.headers, input, merged_params(dep, params)
+        )
+        started = asyncio.get_running_loop().time()
 
-        async def attempt() -> EmbeddingResponse:
-            body = await self._read_body(opts, req)
-            resp = dep.adapter.parse_embedding(dep.endpoint, body)
-            resp.latency_s = loop.time() - started
-            resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
-            return resp
+        async def accept(resp: Response) -> EmbeddingResponse:
+            out = dep.adapter.parse_embedding(dep.endpoint, resp.content)
+            out.latency_s = asyncio.get_running_loop().time() - started
+            out.cost_usd = response_cost(dep.provider, out.usage, out.model, dep.endpoint.model)
+            return out
 
-        tokens = estimate_input_tokens(input) if opts.limiter.counts_tokens else 0
-        return await self._with_retries(opts, attempt, tokens)
+        tokens = estimate_input_tokens(input) if route.limiter.counts_tokens else 0
+        return await self.send(req, route, accept=accept, tokens=tokens)
 
     async def complete_with(
-        self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+        self, route: Route, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
     ) -> ModelResponse:
-        """A non-streaming completion on an already resolved deployment (used by fan-out)."""
-        dep = opts.dep
+        """A non-streaming completion on an already resolved route (used by fan-out)."""
+        dep = route.dep
         req = dep.adapter.build_chat(
-            dep.endpoint, dep.headers, messages, _merged(dep, params), False
+            dep.endpoint, dep.headers, messages, merged_params(dep, params), False
         )
         loop = asyncio.get_running_loop()
         started = loop.time()
 
-        async def attempt() -> ModelResponse:
-            body = await self._read_body(opts, req)
-            resp = dep.adapter.parse_chat(dep.endpoint, body)
-            resp.latency_s = loop.time() - started
-            resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
-            return resp
+        async def accept(resp: Response) -> ModelResponse:
+            out = dep.adapter.parse_chat(dep.endpoint, resp.content)
+            out.latency_s = loop.time() - started
+            out.cost_usd = response_cost(dep.provider, out.usage, out.model, dep.endpoint.model)
+            return out
 
-        tokens = _estimate(opts, messages, params)
-        return await self._with_retries(opts, attempt, tokens)
+        tokens = estimate_chat_tokens(route, messages, params)
+        return await self.send(req, route, accept=accept, tokens=tokens)
 
     async def stream_with(
-        self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+        self, route: Route, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
     ) -> CompletionStream:
-        """A stream on an already resolved deployment, returned once its first chunk arrived."""
-        dep = opts.dep
+        """A stream on an already resolved route, returned once its first chunk arrived."""
+        dep = route.dep
         req = dep.adapter.build_chat(
-            dep.endpoint, dep.headers, messages, _merged(dep, params), True
+            dep.endpoint, dep.headers, messages, merged_params(dep, params), True
         )
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = asyncio.get_running_loop().time()
         # The call's deadline also bounds reading the stream after it is returned.
-        deadline = None if opts.timeout is None else started + opts.timeout
-        fbt = opts.first_byte_timeout
+        deadline = None if route.timeout is None else started + route.timeout
+        max_event = self.max_event_bytes
 
-        async def attempt() -> CompletionStream:
-            first_by = None if fbt is None else loop.time() + fbt
-            resp = await self._send(opts, req)
+        async def accept(raw: ResponseStream) -> CompletionStream:
             stream = CompletionStream(
-                resp,
+                raw,
                 dep.adapter.stream_parser(dep.endpoint),
                 endpoint=dep.endpoint,
                 model=dep.name,
                 started=started,
                 ends_at_eof=dep.adapter.stream_ends_at_eof,
-                idle_timeout=opts.stream_idle_timeout,
-                deadline=deadline,
-                timeout=opts.timeout,
+                max_event_bytes=max_event,
             )
-            if first_by is not None:  # the first bytes of the body, as for a plain answer
-                try:
-                    async with asyncio.timeout_at(first_by):
-                        await stream._read()
-                except builtins.TimeoutError as exc:
-                    if isinstance(exc, SalvoError):
-                        raise
-                    raise first_byte_error(opts) from None
             await stream._prime()  # a failure until the first chunk is here is retried
             return stream
 
-        tokens = _estimate(opts, messages, params)
-        return await self._with_retries(opts, attempt, tokens, deadline)
-
-    # -- the machinery ---------------------------------------------------------------------
-
-    # These three return the coroutine to await rather than being coroutines themselves: a
-    # frame less between the caller and aiohttp, which every resume of the request crosses.
-
-    def _with_retries(
-        self,
-        opts: CallOptions,
-        attempt: Callable[[], Coroutine[Any, Any, T]],
-        tokens: int,
-        deadline: float | None = None,
-    ) -> Coroutine[Any, Any, T]:
-        """Run ``attempt`` (one request) under the key's limiter, retried per the policy, all
-        within the call's deadline (loop time; by default ``opts.timeout`` from now)."""
-        loop = self._check_loop()
-        if deadline is None and opts.timeout is not None:
-            deadline = loop.time() + opts.timeout
-        return call_with_retries(
-            opts, attempt, tokens, deadline, policy=self.retry_policy, stats=self._stats
+        tokens = estimate_chat_tokens(route, messages, params)
+        return await self.send(
+            req, route, stream=True, accept=accept, tokens=tokens, deadline=deadline
         )
 
-    def _send(
-        self, opts: CallOptions, req: HTTPRequest
-    ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
-        """Send and wait for the status line; an error status is read and raised here."""
-        return send(self._session or self._open(), opts, req)
+    # -- the seam ------------------------------------------------------------------------------
 
-    def _read_body(self, opts: CallOptions, req: HTTPRequest) -> Coroutine[Any, Any, bytes]:
-        """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
-        return read_body(self._session or self._open(), opts, req)
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[False] = False,
+        accept: None = None,
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, Response]: ...
+
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[True],
+        accept: None = None,
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, ResponseStream]: ...
+
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[False] = False,
+        accept: Callable[[Response], Awaitable[T]],
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, T]: ...
+
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[True],
+        accept: Callable[[ResponseStream], Awaitable[T]],
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, T]: ...
+
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: bool = False,
+        accept: Callable[[Any], Awaitable[Any]] | None = None,
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Send ``request`` along ``route`` (from :meth:`route`): the one way bytes leave salvo.
+
+        Each attempt waits for the route's limiter (``tokens``: the estimate to charge a
+        tokens-per-minute limit), sends (a callable ``request.body`` is called for a fresh
+        body, a deployment's ``auth`` hook adds its headers), and raises the adapter's
+        :class:`~salvo.ProviderError` for an error status (at most a few KB of its body kept).
+        Failures are retried per the client's retry policy, all within ``deadline`` (loop
+        time; by default the route's ``timeout`` from now), which raises
+        :class:`~salvo.TimeoutError`. aiohttp's exceptions arrive as salvo's.
+
+        - ``stream=False``: the whole body is read (at most ``max_body_bytes``, else
+          :class:`~salvo.ResponseDecodeError`) and a :class:`Response` is returned; the
+          limiter slot is free again.
+        - ``stream=True``: a :class:`ResponseStream` is returned as soon as the status line
+          arrived (with ``first_byte_timeout``, once its first bytes did). It holds the
+          limiter slot until it is closed or read to the end: ``async with`` it.
+        - ``accept``: an async function run inside each attempt on the Response (or the
+          ResponseStream), whose result is returned: parse a body, prime a stream. A
+          :class:`~salvo.SalvoError` it raises is handled like a failed send (retried per the
+          policy); with ``stream=True`` the stream is closed when it raises, and its result
+          owns the stream otherwise.
+
+        ::
+
+            route = client.route("openai/gpt-4o-mini", {})
+            req = HTTPRequest("GET", url, route.dep.headers, b"")
+            resp = await client.send(req, route)
+            async with await client.send(req, route, stream=True) as body:
+                async for piece in body:
+                    ...
+        """
+        if type(route) is not Route:
+            raise ConfigError(f"send() takes a Route from Client.route(), not {route!r}.")
+        loop = self._check_loop()
+        if deadline is None and route.timeout is not None:
+            deadline = loop.time() + route.timeout
+        session = self._session or self._open()
+        policy, stats = self.retry_policy, self._stats
+        if stream:
+            slot = Slot(route.limiter, tokens)
+            opener = functools.partial(open_stream, session, route, request, slot, deadline, accept)
+            return call_with_retries(
+                route, opener, tokens, deadline, policy=policy, stats=stats, slot=slot
+            )
+        attempt = functools.partial(fetch, session, route, request, self.max_body_bytes, accept)
+        return call_with_retries(route, attempt, tokens, deadline, policy=policy, stats=stats)
 
     # -- fan-out (the implementations live in _fanout) ---------------------------------------
 
@@ -426,34 +473,6 @@ class Client:
         return f"<salvo.Client {self._state.name.lower()} aliases=[{models}]>"
 
 
-def _estimate(opts: CallOptions, messages: Any, params: Mapping[str, Any]) -> int:
-    """The tokens to charge a chat call, when its key has a tpm limit (else 0)."""
-    if not opts.limiter.counts_tokens:
-        return 0
-    budget = None
-    for source in (params, opts.dep.params):
-        budget = source.get("max_tokens") or source.get("max_completion_tokens")
-        if budget is not None:
-            break
-    return estimate_tokens(messages, budget)
-
-
-def _pick(*values: Any) -> Any:
-    for v in values:
-        if v is not None:
-            return v
-    return None
-
-
-def _merged(dep: Deployment, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not dep.params:
-        return params
-    return {**dep.params, **params}
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
+def _check_size(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of bytes, not {value!r}.")

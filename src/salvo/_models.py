@@ -9,7 +9,7 @@ checked here, before any request is sent: an unknown provider or a missing key i
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ class Deployment:
     max_retries: int | None = None
     batch: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: Per-attempt auth: an async callable returning headers that ``Client.send`` merges into
+    #: every attempt's request (short-lived tokens, e.g. Google's). None: the static headers.
+    auth: Callable[[], Awaitable[Mapping[str, str]]] | None = field(default=None, repr=False)
 
     @property
     def adapter(self) -> Adapter:

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import functools
 import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._deadline import deadline_at
 from ._errors import (
@@ -42,6 +41,9 @@ from ._errors import (
     TransportError,
 )
 from ._limits import KeyLimiter
+
+if TYPE_CHECKING:
+    from ._call import Slot
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -172,13 +174,17 @@ async def call_with_retries(
     *,
     policy: RetryPolicy,
     stats: CallStats,
+    slot: Slot | None = None,
 ) -> T:
     """Run ``attempt`` (one request) under the key's limiter until it succeeds, fails for good,
     or ``deadline`` (loop time) passes; the deadline raises :class:`~salvo.TimeoutError`.
 
-    A result with a ``_hold_slot(callback)`` method (a stream) keeps its limiter slot until it
-    is closed: it calls ``callback(total_tokens or None)`` then. One coroutine frame for the
-    whole loop: every await of the request below resumes through each frame above it."""
+    Without ``slot`` the limiter is released when the attempt ends (charged the result's
+    ``usage.total_tokens`` when it has one). With ``slot`` (a stream), the slot is armed
+    before each attempt and a successful attempt keeps it: the stream gives it back when it
+    closes; a failed one gives it back here (at most once: ``Slot.release`` is idempotent).
+    One coroutine frame for the whole loop: every await of the request below resumes through
+    each frame above it."""
     phase = "waiting for the key's rate limits"
     limiter = call.limiter
     retries = 0
@@ -188,20 +194,29 @@ async def call_with_retries(
                 await limiter.acquire(tokens)
                 stats.requests += 1
                 phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
-                try:
-                    result = await attempt()
-                except SalvoError as exc:
-                    limiter.release()
-                    err = exc
-                except BaseException:
-                    limiter.release()
-                    raise
-                else:
-                    hold = getattr(result, "_hold_slot", None)
-                    if hold is None or not hold(functools.partial(limiter.release, tokens)):
+                if slot is None:
+                    try:
+                        result = await attempt()
+                    except SalvoError as exc:
+                        limiter.release()
+                        err = exc
+                    except BaseException:
+                        limiter.release()
+                        raise
+                    else:
                         used = _used_tokens(result) if limiter.counts_tokens else None
                         limiter.release(tokens, used)
-                    return result
+                        return result
+                else:
+                    slot.held = True
+                    try:
+                        return await attempt()
+                    except SalvoError as exc:
+                        slot.release()
+                        err = exc
+                    except BaseException:
+                        slot.release()
+                        raise
                 delay = _after_failure(call, err, retries, deadline, policy, stats)
                 retries += 1
                 phase = f"waiting {delay:.2f} s to start retry {retries}"

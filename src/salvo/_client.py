@@ -16,15 +16,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._call import Route, Slot, fetch, open_stream
+from ._calls import complete, embed, open_completion_stream
 from ._config import Config, load_config
 from ._errors import ConfigError, SalvoError
 from ._http import new_session
-from ._limits import Limiters, LimitSpec, estimate_input_tokens
+from ._limits import Limiters, LimitSpec
 from ._messages import check_messages
-from ._pricing import response_cost
 from ._response import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES, Response, ResponseStream
 from ._retry import CallStats, RetryPolicy, call_with_retries
-from ._routes import RouteTable, estimate_chat_tokens, merged_params
+from ._routes import RouteTable
 from ._stats import ClientStatistics, snapshot
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
@@ -214,75 +214,19 @@ class Client:
     async def aembedding(self, model: str, input: Any, **params: Any) -> EmbeddingResponse:
         """Embeddings for a string or a list of strings (or token arrays)."""
         route = self.route(model, params)
-        if (isinstance(input, str | list) and len(input) == 0) or input is None:
-            raise ConfigError("aembedding needs a non-empty input (a string or a list).")
-        dep = route.dep
-        if not dep.info.capabilities.embeddings:
-            raise ConfigError(f"Provider {dep.provider} has no embeddings API in salvo.")
-        req = dep.adapter.build_embedding(
-            dep.endpoint, dep.headers, input, merged_params(dep, params)
-        )
-        started = asyncio.get_running_loop().time()
+        return await embed(self, route, input, params)
 
-        async def accept(resp: Response) -> EmbeddingResponse:
-            out = dep.adapter.parse_embedding(dep.endpoint, resp.content)
-            out.latency_s = asyncio.get_running_loop().time() - started
-            out.cost_usd = response_cost(dep.provider, out.usage, out.model, dep.endpoint.model)
-            return out
-
-        tokens = estimate_input_tokens(input) if route.limiter.counts_tokens else 0
-        return await self.send(req, route, accept=accept, tokens=tokens)
-
-    async def complete_with(
+    def complete_with(
         self, route: Route, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
-    ) -> ModelResponse:
+    ) -> Coroutine[Any, Any, ModelResponse]:
         """A non-streaming completion on an already resolved route (used by fan-out)."""
-        dep = route.dep
-        req = dep.adapter.build_chat(
-            dep.endpoint, dep.headers, messages, merged_params(dep, params), False
-        )
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        return complete(self, route, messages, params)
 
-        async def accept(resp: Response) -> ModelResponse:
-            out = dep.adapter.parse_chat(dep.endpoint, resp.content)
-            out.latency_s = loop.time() - started
-            out.cost_usd = response_cost(dep.provider, out.usage, out.model, dep.endpoint.model)
-            return out
-
-        tokens = estimate_chat_tokens(route, messages, params)
-        return await self.send(req, route, accept=accept, tokens=tokens)
-
-    async def stream_with(
+    def stream_with(
         self, route: Route, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
-    ) -> CompletionStream:
+    ) -> Coroutine[Any, Any, CompletionStream]:
         """A stream on an already resolved route, returned once its first chunk arrived."""
-        dep = route.dep
-        req = dep.adapter.build_chat(
-            dep.endpoint, dep.headers, messages, merged_params(dep, params), True
-        )
-        started = asyncio.get_running_loop().time()
-        # The call's deadline also bounds reading the stream after it is returned.
-        deadline = None if route.timeout is None else started + route.timeout
-        max_event = self.max_event_bytes
-
-        async def accept(raw: ResponseStream) -> CompletionStream:
-            stream = CompletionStream(
-                raw,
-                dep.adapter.stream_parser(dep.endpoint),
-                endpoint=dep.endpoint,
-                model=dep.name,
-                started=started,
-                ends_at_eof=dep.adapter.stream_ends_at_eof,
-                max_event_bytes=max_event,
-            )
-            await stream._prime()  # a failure until the first chunk is here is retried
-            return stream
-
-        tokens = estimate_chat_tokens(route, messages, params)
-        return await self.send(
-            req, route, stream=True, accept=accept, tokens=tokens, deadline=deadline
-        )
+        return open_completion_stream(self, route, messages, params)
 
     # -- the seam ------------------------------------------------------------------------------
 

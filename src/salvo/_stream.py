@@ -101,8 +101,9 @@ class CompletionStream:
             await self._read()
         return pending.popleft()
 
-    async def _prime(self) -> None:
-        """Read until the first chunk is buffered (or the stream ended)."""
+    async def prime(self) -> None:
+        """Read until the first chunk is buffered (or the stream ended): ``Client.send``'s
+        ``accept`` for a stream, so that a failure before the first chunk is retried."""
         while not self._pending and not self._closed:
             await self._read()
 

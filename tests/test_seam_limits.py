@@ -14,13 +14,8 @@ import salvo
 from _raw_upstream import RawRequest, RawUpstream, gzip_bomb, http_head, sse_head
 
 MSGS = [{"role": "user", "content": "hi"}]
-ANSWER = {
-    "id": "c1",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "m",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-}  # fmt: skip
+CHOICE = {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+ANSWER = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m", "choices": [CHOICE]}
 
 
 def _kw(up: RawUpstream) -> dict[str, Any]:

@@ -258,3 +258,50 @@ def test_sizes_must_be_positive() -> None:
         salvo.Client(max_body_bytes=0)
     with pytest.raises(salvo.ConfigError, match="max_event_bytes"):
         salvo.Client(max_event_bytes=True)  # type: ignore[arg-type]
+
+
+async def test_cancelled_at_random_points_send_leaks_no_slot_and_no_connection() -> None:
+    """Cancel sends (whole bodies, streams, streams being read, accepts running) at random
+    moments: every slot comes back and the fake sees every connection end."""
+    import random
+
+    rng = random.Random(11)
+    async with FakeProvider() as fake, salvo.Client(max_retries=1) as client:
+        fake.script("slow", Behavior(text="a b c d e f", chunks=6, chunk_interval=0.01,
+                                     latency=0.01))  # fmt: skip
+        params = {"api_base": fake.openai_base, "api_key": "k", "max_parallel_requests": 3}
+        route = client.route("openai/slow", params)
+
+        async def slow_accept(r: Response) -> int:
+            await asyncio.sleep(0.01)
+            return r.status
+
+        async def read_all(stream: ResponseStream) -> int:
+            async with stream:
+                return sum([len(p) async for p in stream])
+
+        async def one(kind: int) -> None:
+            if kind == 0:
+                await client.send(_chat(route), route)
+            elif kind == 1:
+                await client.send(_chat(route), route, accept=slow_accept)
+            else:
+                req = _chat(route, stream=True)
+                await read_all(await client.send(req, route, stream=True))
+
+        tasks = []
+        for i in range(60):
+            t = asyncio.create_task(one(i % 3))
+            tasks.append(t)
+            await asyncio.sleep(rng.random() * 0.03)
+            t.cancel()
+            if i % 7 == 0:
+                await asyncio.sleep(0)
+                t.cancel()  # a second cancel
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert route.limiter.in_flight == 0
+        assert route.limiter.statistics().waiting == 0
+        for rec in fake.records:
+            await fake.wait_until_closed(rec)
+        assert all(r.closed is not None for r in fake.records)
+        assert client.statistics().in_flight == 0

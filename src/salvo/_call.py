@@ -167,12 +167,8 @@ async def fetch(
                     exc, provider=ep.provider, model=ep.model, url=req.url
                 ) from None
             raise
-        content = (
-            await read_capped(
-                resp, limit, provider=ep.provider, model=ep.model, url=req.url, head=head
-            )
-            if head
-            else head
+        content = await read_capped(
+            resp, limit, provider=ep.provider, model=ep.model, url=req.url, head=head
         )
     response = Response(resp.status, resp.headers, content, req.url)
     if accept is None:

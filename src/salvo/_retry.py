@@ -224,10 +224,12 @@ async def call_with_retries(
     except builtins.TimeoutError as exc:
         if isinstance(exc, SalvoError) or deadline is None:
             raise
+        t = call.timeout
+        limit = "its deadline" if t is None else f"its {t:g} s deadline"
         err = TimeoutError(
-            f"The call to {call.provider} model {call.model!r} did not finish within its "
-            f"{call.timeout:g} s deadline (timeout={call.timeout:g}, retries included); it was "
-            f"{phase}. Pass timeout=... to allow more time."
+            f"The call to {call.provider} model {call.model!r} did not finish within {limit} "
+            f"(timeout={'None' if t is None else f'{t:g}'}, retries included); it was {phase}. "
+            "Pass timeout=... to allow more time."
         )
         err.provider, err.model = call.provider, call.model
         stats.errors["TimeoutError"] += 1

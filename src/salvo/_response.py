@@ -89,29 +89,33 @@ async def read_capped(
     head: bytes = b"",
 ) -> bytes:
     """The whole body, at most ``limit`` decoded bytes (``head``: bytes already read). The
-    response is closed (not pooled) if reading fails, is cancelled or passes the limit."""
+    response is closed (not pooled) if reading fails, is cancelled or passes the limit; at its
+    end aiohttp gives the connection back to the pool by itself."""
     content = resp.content
-    size = len(head)
-    parts = [head] if head else []
     try:
-        while True:
-            piece = await content.readany()
-            if not piece:
-                break
-            size += len(piece)
-            if size > limit:
-                resp.close()
-                raise _too_big(provider, model, "a response body", limit, "max_body_bytes")
-            parts.append(piece)
+        body = head or await content.readany()
+        if not body:
+            return body
+        size = len(body)
+        piece = await content.readany() if size <= limit else b""
+        if piece:  # more than one read: collect the pieces (the usual answer is one)
+            parts = [body]
+            while piece:
+                size += len(piece)
+                if size > limit:
+                    break
+                parts.append(piece)
+                piece = await content.readany()
+            body = b"".join(parts)
     except BaseException as exc:
         resp.close()
         if is_transport_error(exc):
             raise translate_transport_error(exc, provider=provider, model=model, url=url) from None
         raise
-    resp.release()
-    if len(parts) == 1:
-        return parts[0]
-    return b"".join(parts)
+    if size > limit:
+        resp.close()
+        raise _too_big(provider, model, "a response body", limit, "max_body_bytes")
+    return body
 
 
 async def read_error_body(resp: aiohttp.ClientResponse, *, provider: str, model: str) -> bytes:

@@ -185,7 +185,8 @@ async def call_with_retries(
     closes; a failed one gives it back here (at most once: ``Slot.release`` is idempotent).
     One coroutine frame for the whole loop: every await of the request below resumes through
     each frame above it."""
-    phase = "waiting for the key's rate limits"
+    sending = False  # what the call was doing, for the timeout's message (built only then)
+    delay = 0.0
     limiter = call.limiter
     retries = 0
     try:
@@ -193,7 +194,7 @@ async def call_with_retries(
             while True:
                 await limiter.acquire(tokens)
                 stats.requests += 1
-                phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
+                sending = True
                 if slot is None:
                     try:
                         result = await attempt()
@@ -219,11 +220,17 @@ async def call_with_retries(
                         raise
                 delay = _after_failure(call, err, retries, deadline, policy, stats)
                 retries += 1
-                phase = f"waiting {delay:.2f} s to start retry {retries}"
+                sending = False
                 await asyncio.sleep(delay)
     except builtins.TimeoutError as exc:
         if isinstance(exc, SalvoError) or deadline is None:
             raise
+        if sending:
+            phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
+        elif retries:
+            phase = f"waiting {delay:.2f} s to start retry {retries}"
+        else:
+            phase = "waiting for the key's rate limits"
         t = call.timeout
         limit = "its deadline" if t is None else f"its {t:g} s deadline"
         err = TimeoutError(

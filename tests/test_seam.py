@@ -305,3 +305,38 @@ async def test_cancelled_at_random_points_send_leaks_no_slot_and_no_connection()
             await fake.wait_until_closed(rec)
         assert all(r.closed is not None for r in fake.records)
         assert client.statistics().in_flight == 0
+
+
+async def test_a_streams_reported_usage_reaches_the_tpm_limiter_when_it_closes() -> None:
+    """The close callback carries the usage the stream reported: a stream that used far more
+    than its estimate leaves that much token debt on the key (a mutant that drops it, or
+    settles before the usage arrived, leaves none)."""
+    async with FakeProvider() as fake, salvo.Client(max_retries=0) as client:
+        fake.script("m", Behavior(text="a b c", chunks=3, prompt_tokens=10, chunk_interval=0.05,
+                                  completion_tokens=5000, include_usage=True))  # fmt: skip
+        kw = {"api_base": fake.openai_base, "api_key": "k", "tpm": 600_000}
+        limiter = client.route("openai/m", dict(kw)).limiter
+        stream = await client.acompletion("openai/m", MSGS, stream=True, max_tokens=1, **kw)
+        async with stream:
+            assert limiter.statistics().tokens_owed == 0  # nothing settled while it is open
+            chunks = [c async for c in stream]
+        assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 5010
+        owed = limiter.statistics().tokens_owed
+        estimate = 5010 - owed
+        assert 0 < estimate < 100  # the estimate (a few tokens) was corrected to 5,010
+        assert limiter.in_flight == 0
+
+
+async def test_close_callbacks_run_once_with_the_used_tokens() -> None:
+    async with FakeProvider() as fake, salvo.Client(max_retries=0) as client:
+        fake.script("m", Behavior(text="a b", chunks=2))
+        route = client.route("openai/m", {"api_base": fake.openai_base, "api_key": "k"})
+        stream = await client.send(_chat(route, stream=True), route, stream=True)
+        got: list[int | None] = []
+        stream.add_close_callback(got.append)
+        stream.used_tokens = 42
+        await stream.aclose()
+        await stream.aclose()
+        stream.add_close_callback(got.append)  # already closed: at once
+        assert got == [42, 42]
+        assert route.limiter.in_flight == 0

@@ -8,6 +8,7 @@ through the retry policy, fresh bodies and auth headers per attempt, body caps.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 from typing import Any
@@ -141,7 +142,7 @@ async def test_a_fresh_body_and_fresh_auth_headers_for_every_attempt() -> None:
 
         dep = route.dep
         authed = Route(
-            type(dep)(**{**{f: getattr(dep, f) for f in dep.__slots__}, "auth": auth}),  # type: ignore[attr-defined]
+            dataclasses.replace(dep, auth=auth),  # what a Google deployment carries
             timeout=route.timeout,
             max_retries=route.max_retries,
             first_byte_timeout=None,

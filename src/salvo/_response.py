@@ -381,7 +381,10 @@ class ResponseStream:
             self.abort()
         else:  # collected on another thread: close on the loop's own thread
             self.closed = True
-            loop.call_soon_threadsafe(self._abort_later)
+            try:
+                loop.call_soon_threadsafe(self._abort_later)
+            except RuntimeError:  # the loop closed meanwhile: nothing left to give back to
+                pass
 
     def _abort_later(self) -> None:
         self._resp.close()

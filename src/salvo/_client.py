@@ -205,16 +205,15 @@ class Client:
     ) -> ModelResponse | CompletionStream:
         """One chat completion: a ModelResponse, or with ``stream=True`` a CompletionStream
         whose first chunk has already arrived."""
-        opts = self.options(model, params)
+        route = self._options.route(model, params)
         check_messages(messages)
         if stream:
-            return await self.stream_with(opts, messages, params)
-        return await self.complete_with(opts, messages, params)
+            return await open_completion_stream(self, route, messages, params)
+        return await complete(self, route, messages, params)
 
     async def aembedding(self, model: str, input: Any, **params: Any) -> EmbeddingResponse:
         """Embeddings for a string or a list of strings (or token arrays)."""
-        route = self.route(model, params)
-        return await embed(self, route, input, params)
+        return await embed(self, self._options.route(model, params), input, params)
 
     def complete_with(
         self, route: Route, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]

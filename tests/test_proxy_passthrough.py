@@ -268,3 +268,19 @@ async def test_a_client_leaving_a_pass_through_stream_frees_the_slot_and_the_ups
         # and the key serves the next stream at once
         stream = await s.oai.chat.completions.create(model="one", messages=USER, stream=True)  # type: ignore[arg-type]
         assert [c async for c in stream]
+
+
+def test_the_scrubber_knows_its_secrets_exactly() -> None:
+    from salvo.proxy._scrub import Scrubber
+
+    scrub = Scrubber([SECRET, SHORT, "ab", None, 'we/ird"key1'])
+    assert scrub(b"ok " + SECRET.encode()) == b"ok [redacted]"  # long: everywhere
+    ordinary = f"the word {SHORT} in an answer".encode()
+    assert scrub(ordinary) is ordinary  # short: left in a normal answer...
+    assert scrub(b'{"error": {"param": "' + SHORT.encode() + b'"}}') == (
+        b'{"error": {"param": "[redacted]"}}'  # ...but never in an error
+    )
+    assert scrub(b'{"error": "ab"}') == b'{"error": "ab"}'  # under 4 characters: no secret
+    assert scrub(b'{"echo": "we/ird\\"key1"}') == b'{"echo": "[redacted]"}'  # as JSON writes it
+    assert scrub(b'{"echo": "we\\/ird\\"key1"}') == b'{"echo": "[redacted]"}'
+    assert not Scrubber([None, "", "abc"])

@@ -284,3 +284,38 @@ def test_the_scrubber_knows_its_secrets_exactly() -> None:
     assert scrub(b'{"echo": "we/ird\\"key1"}') == b'{"echo": "[redacted]"}'  # as JSON writes it
     assert scrub(b'{"echo": "we\\/ird\\"key1"}') == b'{"echo": "[redacted]"}'
     assert not Scrubber([None, "", "abc"])
+
+
+async def test_clients_leaving_pass_through_streams_at_random_points_leak_nothing() -> None:
+    import random
+
+    rng = random.Random(5)
+    extra = {"two": {"model": "openai/gpt-4o-mini", "max_parallel_requests": 2}}
+    async with stack(extra_models=extra) as s:
+        s.fake.script("gpt-4o-mini", Behavior(text="a b c d e f", chunks=6, chunk_interval=0.01,
+                                              latency=0.01))  # fmt: skip
+        body = {"model": "two", "messages": USER, "stream": True}
+
+        async def one() -> None:
+            async with s.http.post(
+                s.url + "/v1/chat/completions", headers=s.auth(), json=body
+            ) as r:
+                async for _ in r.content:
+                    pass
+
+        tasks = []
+        for _ in range(30):
+            t = asyncio.create_task(one())
+            tasks.append(t)
+            await asyncio.sleep(rng.random() * 0.04)
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for rec in s.fake.records:
+            await s.fake.wait_until_closed(rec)
+        stats = s.proxy.state.client.statistics
+        for _ in range(200):  # the proxy notices each departure on its next write
+            if stats().in_flight == 0 and stats().waiting_on_limiters == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert stats().in_flight == 0 and stats().waiting_on_limiters == 0
+        await one()  # the key still serves

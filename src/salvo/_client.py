@@ -1,4 +1,7 @@
-"""One call: resolve the deployment, pace it, send it, retry it, parse it.
+"""The Client and its seam: :meth:`Client.route` resolves a model into a Route,
+:meth:`Client.send` sends an HTTPRequest along it (limiter, retries, deadline, size limits,
+error mapping) and is the one way bytes leave salvo; the client's own calls (``_calls.py``),
+the proxy and the batch backends are built on it.
 
 :class:`Client` owns one aiohttp session, the limiters and the config. It is an async context
 manager (UNOPENED -> OPENED -> CLOSED); it also opens itself on first use, in which case

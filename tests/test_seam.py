@@ -341,3 +341,14 @@ async def test_close_callbacks_run_once_with_the_used_tokens() -> None:
         stream.add_close_callback(got.append)  # already closed: at once
         assert got == [42, 42]
         assert route.limiter.in_flight == 0
+
+
+def test_routes_with_unhashable_call_keys_are_cached_too() -> None:
+    client = salvo.Client()
+    base = {"api_key": "sk-a", "api_base": "http://127.0.0.1:9"}
+    a = client.route("openai/m", {**base, "extra_headers": {"x-team": "red"}})
+    b = client.route("openai/m", {**base, "extra_headers": {"x-team": "red"}})
+    c = client.route("openai/m", {**base, "extra_headers": {"x-team": "blue"}})
+    assert a is b and a is not c
+    assert c.dep.headers["x-team"] == "blue"
+    assert client.route("openai/m", dict(base)) is client.route("openai/m", dict(base))

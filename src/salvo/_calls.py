@@ -36,16 +36,16 @@ async def complete(
 ) -> ModelResponse:
     """One non-streaming chat completion on a resolved route."""
     dep = route.dep
-    req = dep.adapter.build_chat(
-        dep.endpoint, dep.headers, messages, merged_params(dep, params), False
-    )
+    ep = dep.endpoint
+    adapter = dep.info.adapter
+    req = adapter.build_chat(ep, dep.headers, messages, merged_params(dep, params), False)
     loop = asyncio.get_running_loop()
     started = loop.time()
 
     async def accept(resp: Response) -> ModelResponse:
-        out = dep.adapter.parse_chat(dep.endpoint, resp.content)
+        out = adapter.parse_chat(ep, resp.content)
         out.latency_s = loop.time() - started
-        out.cost_usd = response_cost(dep.provider, out.usage, out.model, dep.endpoint.model)
+        out.cost_usd = response_cost(ep.provider, out.usage, out.model, ep.model)
         return out
 
     tokens = estimate_chat_tokens(route, messages, params)
@@ -96,14 +96,16 @@ async def embed(
     dep = route.dep
     if not dep.info.capabilities.embeddings:
         raise ConfigError(f"Provider {dep.provider} has no embeddings API in salvo.")
-    req = dep.adapter.build_embedding(dep.endpoint, dep.headers, input, merged_params(dep, params))
+    ep = dep.endpoint
+    adapter = dep.info.adapter
+    req = adapter.build_embedding(ep, dep.headers, input, merged_params(dep, params))
     loop = asyncio.get_running_loop()
     started = loop.time()
 
     async def accept(resp: Response) -> EmbeddingResponse:
-        out = dep.adapter.parse_embedding(dep.endpoint, resp.content)
+        out = adapter.parse_embedding(ep, resp.content)
         out.latency_s = loop.time() - started
-        out.cost_usd = response_cost(dep.provider, out.usage, out.model, dep.endpoint.model)
+        out.cost_usd = response_cost(ep.provider, out.usage, out.model, ep.model)
         return out
 
     tokens = estimate_input_tokens(input) if route.limiter.counts_tokens else 0

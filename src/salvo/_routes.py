@@ -70,9 +70,17 @@ class RouteTable:
         if entries is not None and len(entries) > 1:
             idx = self._rr[model] % len(entries)
             self._rr[model] += 1
-        key: Any = (model, idx) if over is None else (model, idx, _freeze(over))
         cache = self._cache
-        route = cache.get(key)
+        if over is None:
+            key: Any = (model, idx)
+            route = cache.get(key)
+        else:
+            key = (model, idx, tuple(sorted(over.items())))  # builtins only: no Python frames
+            try:
+                route = cache.get(key)
+            except TypeError:  # a value that cannot be hashed (a list, a mapping)
+                key = (model, idx, _freeze(over))
+                route = cache.get(key)
         if route is None:
             route = self._resolve(model, idx, over or {})
             if len(cache) >= self.max_size:

@@ -133,3 +133,20 @@ async def test_a_body_reset_in_the_middle_is_a_connection_error() -> None:
         with pytest.raises(salvo.ConnectionError):
             await client.acompletion("openai/m", MSGS, **_kw(up))
         assert client.statistics().in_flight == 0
+
+
+async def test_a_large_json_error_body_keeps_only_its_fields_cut_short() -> None:
+    detail = {"message": "m" * 6000, "type": "server_error", "code": "boom", "extra": "e" * 6000}
+    body = json.dumps({"error": detail}).encode()
+
+    async def respond(req: RawRequest, w: asyncio.StreamWriter) -> None:
+        w.write(http_head(500, {"Content-Type": "application/json",
+                                "Content-Length": str(len(body))}) + body)  # fmt: skip
+
+    async with RawUpstream(respond) as up, salvo.Client() as client:
+        with pytest.raises(salvo.ServerError) as info:
+            await client.acompletion("openai/m", MSGS, **_kw(up))
+        kept = info.value.body
+        assert isinstance(kept, dict) and kept["truncated"] is True
+        assert kept["type"] == "server_error" and kept["code"] == "boom"
+        assert len(json.dumps(kept)) < 4 * 1024

@@ -153,10 +153,29 @@ def trim_error(err: Any) -> None:
         err.body = body[:ERROR_KEEP_CHARS] + "…"
     elif isinstance(body, bytes) and len(body) > ERROR_KEEP_CHARS:
         err.body = body[:ERROR_KEEP_CHARS] + b"..."
+    elif isinstance(body, dict) and _encoded_size(body) > ERROR_KEEP_CHARS:
+        # the fields callers read (message, type, code, param), each cut short
+        kept: dict[str, Any] = {"truncated": True}
+        for key in ("message", "type", "code", "param", "status"):
+            value = body.get(key)
+            if isinstance(value, str):
+                kept[key] = value if len(value) <= 1024 else value[:1024] + "…"
+            elif isinstance(value, int | float | bool) or value is None:
+                kept[key] = value
+        err.body = kept
     message = getattr(err, "message", None)
     if isinstance(message, str) and len(message) > ERROR_KEEP_CHARS:
         err.message = message[:ERROR_KEEP_CHARS] + "…"
         err.args = (err.message, *err.args[1:])
+
+
+def _encoded_size(value: Any) -> int:
+    import msgspec
+
+    try:
+        return len(msgspec.json.encode(value))
+    except (TypeError, ValueError, RecursionError):
+        return ERROR_KEEP_CHARS + 1
 
 
 class ResponseStream:

@@ -14,9 +14,10 @@ import builtins
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ._body import read_capped, read_error_body, trim_error
 from ._errors import SalvoError, TimeoutError
 from ._http import is_transport_error, translate_transport_error
-from ._response import Response, ResponseStream, read_capped, read_error_body, trim_error
+from ._response import Response, ResponseStream
 
 if TYPE_CHECKING:
     import aiohttp

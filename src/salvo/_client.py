@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from ._body import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._call import Route, Slot, fetch, open_stream
 from ._calls import complete, embed, open_completion_stream
 from ._config import Config, load_config
@@ -25,7 +26,7 @@ from ._errors import ConfigError, SalvoError
 from ._http import new_session
 from ._limits import Limiters, LimitSpec
 from ._messages import check_messages
-from ._response import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES, Response, ResponseStream
+from ._response import Response, ResponseStream
 from ._retry import CallStats, RetryPolicy, call_with_retries
 from ._routes import RouteTable
 from ._stats import ClientStatistics, snapshot

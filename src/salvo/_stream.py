@@ -14,8 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ._errors import StreamError
-from ._http import SSEDecoder, SSEEvent
-from ._response import DEFAULT_MAX_EVENT_BYTES
+from ._http import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from ._retry import redact_secret
 from ._types import (
     ChatCompletionChunk,

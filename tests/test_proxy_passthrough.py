@@ -215,9 +215,8 @@ async def test_a_short_key_echoed_in_a_plain_error_is_scrubbed_from_every_field(
             assert SHORT.encode() not in raw, raw
 
 
-async def test_a_long_key_echoed_in_a_success_body_is_scrubbed() -> None:
-    body = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                       "choices": [], "note": f"you sent {SECRET}"}).encode()  # fmt: skip
+async def test_a_key_echoed_in_an_error_carried_by_a_200_is_scrubbed() -> None:
+    body = json.dumps({"error": {"message": f"upstream said: you sent {SECRET}"}}).encode()
 
     async def respond(req: RawRequest, w: asyncio.StreamWriter) -> None:
         w.write(http_head(200, {"Content-Type": "application/json",
@@ -274,15 +273,17 @@ def test_the_scrubber_knows_its_secrets_exactly() -> None:
     from salvo.proxy._scrub import Scrubber
 
     scrub = Scrubber([SECRET, SHORT, "ab", None, 'we/ird"key1'])
-    assert scrub(b"ok " + SECRET.encode()) == b"ok [redacted]"  # long: everywhere
-    ordinary = f"the word {SHORT} in an answer".encode()
-    assert scrub(ordinary) is ordinary  # short: left in a normal answer...
-    assert scrub(b'{"error": {"param": "' + SHORT.encode() + b'"}}') == (
-        b'{"error": {"param": "[redacted]"}}'  # ...but never in an error
-    )
+    ordinary = f"the words {SHORT} and {SECRET} in an answer".encode()
+    assert scrub(ordinary) is ordinary  # no error: relayed untouched
+    for word in (b"error", b"Error", b"object_error"):
+        piece = b'{"' + word + b'": {"param": "' + SHORT.encode() + b'", "m": "' + SECRET.encode()
+        assert (
+            scrub(piece + b'"}}')
+            == b'{"' + word + b'": {"param": "[redacted]", "m": "[redacted]"}}'
+        )
     assert scrub(b'{"error": "ab"}') == b'{"error": "ab"}'  # under 4 characters: no secret
-    assert scrub(b'{"echo": "we/ird\\"key1"}') == b'{"echo": "[redacted]"}'  # as JSON writes it
-    assert scrub(b'{"echo": "we\\/ird\\"key1"}') == b'{"echo": "[redacted]"}'
+    assert scrub(b'{"error": "we/ird\\"key1"}') == b'{"error": "[redacted]"}'  # as JSON writes it
+    assert scrub(b'{"error": "we\\/ird\\"key1"}') == b'{"error": "[redacted]"}'
     assert not Scrubber([None, "", "abc"])
 
 

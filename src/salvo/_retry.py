@@ -150,7 +150,7 @@ class CallStats:
 
 
 class RetryCall(Protocol):
-    """What the loop needs to know about a call (a Client's ``CallOptions``)."""
+    """What the loop needs to know about a call (a Client's ``Route``)."""
 
     @property
     def limiter(self) -> KeyLimiter: ...

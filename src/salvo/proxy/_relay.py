@@ -121,7 +121,7 @@ class EventFramer:
         end = buf.rfind(b"\n\n")
         if end != -1:
             end += 2
-        if b"\r" in buf:
+        if end != len(buf) and b"\r" in buf:  # not at the end: maybe a CR-style boundary
             for sep in (b"\r\n\r\n", b"\r\r"):
                 at = buf.rfind(sep)
                 if at != -1 and at + len(sep) > end:

@@ -320,3 +320,34 @@ async def test_clients_leaving_pass_through_streams_at_random_points_leak_nothin
             await asyncio.sleep(0.01)
         assert stats().in_flight == 0 and stats().waiting_on_limiters == 0
         await one()  # the key still serves
+
+
+async def test_a_client_that_stops_reading_cannot_hold_the_upstream_past_the_deadline() -> None:
+    event = b"data: " + json.dumps({"pad": "p" * 60_000}).encode() + b"\n\n"
+
+    async def respond(req: RawRequest, w: asyncio.StreamWriter) -> None:
+        w.write(sse_head())
+        while True:  # valid events, forever
+            w.write(event)
+            await w.drain()
+
+    async with RawUpstream(respond) as up, proxied(up, timeout=1.0) as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps(STREAM).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {MASTER_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        try:
+            for _ in range(100):
+                if up.requests:
+                    break
+                await asyncio.sleep(0.05)
+            (req,) = up.requests
+            # the client never reads; the proxy gives the upstream up at the call's deadline
+            await asyncio.wait_for(req.client_closed.wait(), 10)
+        finally:
+            writer.transport.abort()

@@ -9,6 +9,7 @@ headers are sent; each chunk after that is one ``write`` of the bytes that arriv
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from .._errors import SalvoError, StreamError, TimeoutError
+from .._deadline import deadline_at
+from .._errors import SalvoError, StreamError
 from ._errors import ProxyError, Redactor, error_body, from_exception
 
 if TYPE_CHECKING:
@@ -163,24 +165,28 @@ async def relay_sse(
     framer = EventFramer(max_event)
     last = b""
     failure: ProxyError | None = None
+    # The call's deadline bounds the whole relay, writes to a slow client included: one
+    # deadline around the loop rather than one per read.
+    deadline, upstream.deadline = upstream.deadline, None
     async with upstream:
         await resp.prepare(request)
         try:
-            while True:
-                data = await upstream.read()
-                if not data:
-                    break
-                out = framer.feed(data)
-                if not out:
-                    continue
-                if scrub:
-                    out = scrub(out)
-                try:
-                    await resp.write(out)
-                except ConnectionResetError:
-                    return resp
-                last = out
-        except SalvoError as exc:
+            with deadline_at(deadline):
+                while True:
+                    data = await upstream.read()
+                    if not data:
+                        break
+                    out = framer.feed(data)
+                    if not out:
+                        continue
+                    if scrub:
+                        out = scrub(out)
+                    try:
+                        await resp.write(out)
+                    except ConnectionResetError:
+                        return resp
+                    last = out
+        except (SalvoError, builtins.TimeoutError) as exc:
             failure = _stream_failure(exc, model)
     if failure is None:
         if framer.rest.strip() == _DONE_LINE:  # a terminator without its blank line
@@ -197,8 +203,8 @@ async def relay_sse(
     return resp
 
 
-def _stream_failure(exc: SalvoError, model: str) -> ProxyError:
-    if isinstance(exc, TimeoutError):
+def _stream_failure(exc: Exception, model: str) -> ProxyError:
+    if isinstance(exc, builtins.TimeoutError):  # salvo's (idle) or the deadline's
         return ProxyError(
             504,
             f"The upstream stream for model {model!r} ran out of time.",

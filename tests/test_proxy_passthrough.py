@@ -333,7 +333,7 @@ async def test_a_client_that_stops_reading_cannot_hold_the_upstream_past_the_dea
 
     async with RawUpstream(respond) as up, proxied(up, timeout=1.0) as url:
         host, port = url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+        _reader, writer = await asyncio.open_connection(host, int(port))
         body = json.dumps(STREAM).encode()
         writer.write(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

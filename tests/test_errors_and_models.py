@@ -222,3 +222,5 @@ def test_exported_members() -> None:
     modules = {"providers", "cli", "testing", "batches", "proxy", "asgi"}
     assert set(salvo.__all__) == public - modules | ({"providers"} & public)
     assert salvo.__all__ == sorted(salvo.__all__)
+    # the public seam: Client.route -> Route, Client.send(HTTPRequest) -> Response(Stream)
+    assert {"HTTPRequest", "Response", "ResponseStream", "Route"} <= set(salvo.__all__)

@@ -19,6 +19,7 @@ from ._api import arace as arace
 from ._api import warmup as warmup
 from ._budget import Budget as Budget
 from ._budget import LocalBudget as LocalBudget
+from ._call import Route as Route
 from ._client import Client as Client
 from ._config import Config as Config
 from ._config import load_config as load_config
@@ -44,6 +45,8 @@ from ._limits import LimitSpec as LimitSpec
 from ._pricing import cost_usd as cost_usd
 from ._pricing import get_price as get_price
 from ._pricing import set_price as set_price
+from ._response import Response as Response
+from ._response import ResponseStream as ResponseStream
 from ._retry import RetryPolicy as RetryPolicy
 from ._stats import ClientStatistics as ClientStatistics
 from ._stream import CompletionStream as CompletionStream
@@ -64,6 +67,7 @@ from ._types import ModelResponse as ModelResponse
 from ._types import RaceReport as RaceReport
 from ._types import ToolCall as ToolCall
 from ._types import Usage as Usage
+from .providers import HTTPRequest as HTTPRequest
 from .providers import providers as providers
 
 if _TYPE_CHECKING:
@@ -126,6 +130,7 @@ __all__ = [
     "EmbeddingResponse",
     "FileDeleted",
     "FileObject",
+    "HTTPRequest",
     "LimitSpec",
     "LimiterStatistics",
     "LocalBudget",
@@ -138,8 +143,11 @@ __all__ = [
     "RaceReport",
     "RateLimitError",
     "RequestCounts",
+    "Response",
     "ResponseDecodeError",
+    "ResponseStream",
     "RetryPolicy",
+    "Route",
     "SalvoError",
     "ServerError",
     "StreamError",

@@ -1,4 +1,7 @@
-"""One call: resolve the deployment, pace it, send it, retry it, parse it.
+"""The Client and its seam: :meth:`Client.route` resolves a model into a Route,
+:meth:`Client.send` sends an HTTPRequest along it (limiter, retries, deadline, size limits,
+error mapping) and is the one way bytes leave salvo; the client's own calls (``_calls.py``),
+the proxy and the batch backends are built on it.
 
 :class:`Client` owns one aiohttp session, the limiters and the config. It is an async context
 manager (UNOPENED -> OPENED -> CLOSED); it also opens itself on first use, in which case
@@ -8,37 +11,33 @@ manager (UNOPENED -> OPENED -> CLOSED); it also opens itself on first use, in wh
 from __future__ import annotations
 
 import asyncio
-import builtins
 import enum
+import functools
 import logging
-from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _compat
 from ._aio import asyncio_loop
+from ._body import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._budget import Budget, LocalBudget, spend_call, spend_stream
-from ._call import CallOptions, first_byte_error, read_body, send
+from ._call import Route, Slot, fetch, open_stream
 from ._caller import Result
+from ._calls import complete, embed, open_completion_stream
 from ._config import Config, load_config
-from ._errors import AuthenticationError, ConfigError, SalvoError
+from ._errors import ConfigError, SalvoError
 from ._fanout import abatch_completion as _abatch_completion
 from ._fanout import agather_all as _agather_all
 from ._hedge import HedgeState
 from ._http import new_session
-from ._limits import (
-    Limiters,
-    LimitSpec,
-    estimate_input_tokens,
-    estimate_tokens,
-)
-from ._messages import CALL_KEYS, check_messages
-from ._models import Deployment, resolve_deployment
-from ._pricing import response_cost
+from ._limits import Limiters, LimitSpec
+from ._messages import check_messages
 from ._race import afirst_k as _afirst_k
 from ._race import arace as _arace
+from ._response import Response, ResponseStream
 from ._retry import CallStats, RetryPolicy, call_with_retries
+from ._routes import RouteTable
 from ._stats import ClientStatistics, snapshot
 from ._stream import CompletionStream
 from ._types import EmbeddingResponse, ModelResponse
@@ -83,14 +82,21 @@ class Client:
         stream_idle_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 100,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         hedge_budget: float | None = 0.1,
         hedge_delay: float = 1.0,
         budget_usd: float | Budget | None = None,
     ) -> None:
-        """``hedge_budget``: hedged races may add at most this fraction of extra requests
-        over a rolling window (None: no cap); ``hedge_delay``: the delay of ``hedge="pNN"``
-        until a deployment has enough latency samples; ``budget_usd``: a spend budget for every
-        chat call (a number, or any object with ``reserve``/``settle``, e.g. a shared one)."""
+        """``max_body_bytes``: the largest decoded response body read into memory (64 MB);
+        ``max_event_bytes``: the largest single SSE event of a stream (16 MB). Past either,
+        the call fails with a ResponseDecodeError / StreamError that names the limit.
+        ``hedge_budget``: hedged races may add at most this fraction of extra requests over a
+        rolling window (None: no cap); ``hedge_delay``: the delay of ``hedge="pNN"`` until a
+        deployment has enough latency samples; ``budget_usd``: a spend budget for every chat
+        call (a number, or any object with ``reserve``/``settle``, e.g. a shared one)."""
+        _check_size("max_body_bytes", max_body_bytes)
+        _check_size("max_event_bytes", max_event_bytes)
         self.config = load_config(config)
         if isinstance(limits, Mapping):
             limits = LimitSpec.from_mapping(limits)
@@ -102,10 +108,11 @@ class Client:
         self.stream_idle_timeout = stream_idle_timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self.max_concurrency = max_concurrency
+        self.max_body_bytes = max_body_bytes
+        self.max_event_bytes = max_event_bytes
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
-        self._options: dict[Any, CallOptions] = {}
-        self._rr: Counter[str] = Counter()
+        self._options = RouteTable(self.config, self._limiters, self)
         self._stats = CallStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Latency windows, hedge budget and racing counters.
@@ -170,38 +177,16 @@ class Client:
 
     # -- resolution ----------------------------------------------------------------------------
 
-    def options(self, model: str, params: dict[str, Any]) -> CallOptions:
-        """Resolve ``model`` and pop the call-configuring keys out of ``params`` (in place)."""
-        if _compat.ACTIVE or (params and not _compat.LITELLM_KEYS.isdisjoint(params)):
-            _compat.litellm_args(self.config, model, params)
-        if params and not CALL_KEYS.isdisjoint(params):
-            over = {k: params.pop(k) for k in CALL_KEYS.intersection(params)}
-        else:
-            over = None
-        entries = self.config.entries(model) if self.config.models else None
-        idx = 0
-        if entries is not None and len(entries) > 1:
-            idx = self._rr[model] % len(entries)
-            self._rr[model] += 1
-        key: Any = (model, idx) if over is None else (model, idx, _freeze(over))
-        opts = self._options.get(key)
-        if opts is None:
-            opts = self._resolve(model, idx, over or {})
-            self._options[key] = opts
-        return opts
+    def route(self, model: str, params: dict[str, Any]) -> Route:
+        """Resolve ``model`` (a config alias, stepping its round-robin, or
+        ``provider/model``) into a :class:`Route` for :meth:`send`, popping the
+        call-configuring keys (``api_key``, ``api_base``, ``timeout``, ``max_retries``, ...)
+        out of ``params`` in place. Raises ConfigError before anything is sent."""
+        return self._options.route(model, params)
 
-    def _resolve(self, model: str, idx: int, over: Mapping[str, Any]) -> CallOptions:
-        dep = resolve_deployment(model, config=self.config, overrides=over, entry_index=idx)
-        spec = LimitSpec(dep.rpm, dep.tpm, dep.max_parallel_requests)
-        limiter = self._limiters.get(dep.limit_key, spec)
-        return CallOptions(
-            dep,
-            timeout=_pick(over.get("timeout"), dep.timeout, self.timeout),
-            max_retries=_pick(over.get("max_retries"), dep.max_retries, self.max_retries),
-            first_byte_timeout=_pick(over.get("first_byte_timeout"), self.first_byte_timeout),
-            stream_idle_timeout=_pick(over.get("stream_idle_timeout"), self.stream_idle_timeout),
-            limiter=limiter,
-        )
+    def options(self, model: str, params: dict[str, Any]) -> Route:
+        """The former name of :meth:`route`."""
+        return self._options.route(model, params)
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -249,192 +234,177 @@ class Client:
             from ._litellm_calls import acompletion_call_level
 
             return await acompletion_call_level(self, model, messages, stream, params)
-        opts = self.options(model, params)
+        route = self._options.route(model, params)
         check_messages(messages)
         if stream:
-            return await self.stream_with(opts, messages, params)
-        return await self.complete_with(opts, messages, params)
+            return await self.stream_with(route, messages, params)
+        return await self.complete_with(route, messages, params)
 
     async def aembedding(self, model: str, input: Any, **params: Any) -> EmbeddingResponse:
         """Embeddings for a string or a list of strings (or token arrays)."""
-        return await self.embedding_with(self.options(model, params), input, params)
+        return await embed(self, self._options.route(model, params), input, params)
 
-    async def embedding_with(
-        self, opts: CallOptions, input: Any, params: Mapping[str, Any]
-    ) -> EmbeddingResponse:
-        """Embeddings on an already resolved deployment (the proxy resolves once per request)."""
-        if (isinstance(input, str | list) and len(input) == 0) or input is None:
-            raise ConfigError("aembedding needs a non-empty input (a string or a list).")
-        dep = opts.dep
-        if not dep.info.capabilities.embeddings:
-            raise ConfigError(f"Provider {dep.provider} has no embeddings API in salvo.")
-        req = dep.adapter.build_embedding(dep.endpoint, dep.headers, input, _merged(dep, params))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
-        async def attempt() -> EmbeddingResponse:
-            body = await (self._read_body if dep.auth is None else self._authed)(opts, req)
-            resp = dep.adapter.parse_embedding(dep.endpoint, body)
-            resp.latency_s = loop.time() - started
-            resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
-            return resp
-
-        tokens = estimate_input_tokens(input) if opts.limiter.counts_tokens else 0
-        return await self._with_retries(opts, attempt, tokens)
+    def embedding_with(
+        self, route: Route, input: Any, params: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, EmbeddingResponse]:
+        """Embeddings on an already resolved route (the proxy resolves once per request)."""
+        return embed(self, route, input, params)
 
     async def complete_with(
         self,
-        opts: CallOptions,
+        route: Route,
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
         *,
         budget: Budget | None = None,
     ) -> ModelResponse:
-        """A non-streaming completion on an already resolved deployment (used by fan-out)."""
-        dep = opts.dep
-        req = dep.adapter.build_chat(
-            dep.endpoint, dep.headers, messages, _merged(dep, params), False
-        )
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
-        async def attempt() -> ModelResponse:
-            body = await (self._read_body if dep.auth is None else self._authed)(opts, req)
-            resp = dep.adapter.parse_chat(dep.endpoint, body)
-            resp.latency_s = loop.time() - started
-            resp.cost_usd = response_cost(dep.provider, resp.usage, resp.model, dep.endpoint.model)
-            return resp
-
-        tokens = _estimate(opts, messages, params)
+        """A non-streaming completion on an already resolved route (used by fan-out), under
+        the client's budget and ``budget`` (reserve the worst case, then settle)."""
         if budget is None and not self._budgets:
-            resp = await self._with_retries(opts, attempt, tokens)
+            resp = await complete(self, route, messages, params)
         else:
             budgets = self._budgets if budget is None else (*self._budgets, budget)
             resp = await spend_call(
-                budgets, dep, messages, params, lambda: self._with_retries(opts, attempt, tokens)
+                budgets,
+                route.dep,
+                messages,
+                params,
+                lambda: complete(self, route, messages, params),
             )
-        self.hedging.record(dep, resp.latency_s, False)
+        self.hedging.record(route.dep, resp.latency_s, False)
         return resp
 
     async def stream_with(
         self,
-        opts: CallOptions,
+        route: Route,
         messages: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any],
         *,
         budget: Budget | None = None,
     ) -> CompletionStream:
-        """A stream on an already resolved deployment, returned once its first chunk arrived."""
-        dep = opts.dep
-        req = dep.adapter.build_chat(
-            dep.endpoint, dep.headers, messages, _merged(dep, params), True
-        )
+        """A stream on an already resolved route, returned once its first chunk arrived."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        # The call's deadline also bounds reading the stream after it is returned.
-        deadline = None if opts.timeout is None else started + opts.timeout
-        fbt = opts.first_byte_timeout
-
-        async def attempt() -> CompletionStream:
-            first_by = None if fbt is None else loop.time() + fbt
-            if dep.auth is None:
-                resp = await self._send(opts, req)
-            else:
-                resp = await self._authed(opts, req, stream=True)
-            stream = CompletionStream(
-                resp,
-                dep.adapter.stream_parser(dep.endpoint),
-                endpoint=dep.endpoint,
-                model=dep.name,
-                started=started,
-                ends_at_eof=dep.adapter.stream_ends_at_eof,
-                idle_timeout=opts.stream_idle_timeout,
-                deadline=deadline,
-                timeout=opts.timeout,
-            )
-            if first_by is not None:  # the first bytes of the body, as for a plain answer
-                try:
-                    async with asyncio.timeout_at(first_by):
-                        await stream._read()
-                except builtins.TimeoutError as exc:
-                    if isinstance(exc, SalvoError):
-                        raise
-                    raise first_byte_error(opts) from None
-            await stream._prime()  # a failure until the first chunk is here is retried
-            return stream
-
-        tokens = _estimate(opts, messages, params)
         if budget is None and not self._budgets:
-            stream = await self._with_retries(opts, attempt, tokens, deadline)
+            stream = await open_completion_stream(self, route, messages, params)
         else:
             budgets = self._budgets if budget is None else (*self._budgets, budget)
             stream = await spend_stream(
                 budgets,
-                dep,
+                route.dep,
                 messages,
                 params,
-                lambda: self._with_retries(opts, attempt, tokens, deadline),
+                lambda: open_completion_stream(self, route, messages, params),
             )
-        self.hedging.record(dep, loop.time() - started, True)
+        self.hedging.record(route.dep, loop.time() - started, True)
         return stream
 
-    # -- the machinery ---------------------------------------------------------------------
+    # -- the seam ------------------------------------------------------------------------------
 
-    # These three return the coroutine to await rather than being coroutines themselves: a
-    # frame less between the caller and aiohttp, which every resume of the request crosses.
-
-    def _with_retries(
+    @overload
+    def send(
         self,
-        opts: CallOptions,
-        attempt: Callable[[], Coroutine[Any, Any, T]],
-        tokens: int,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[False] = False,
+        accept: None = None,
+        tokens: int = 0,
         deadline: float | None = None,
-    ) -> Coroutine[Any, Any, T]:
-        """Run ``attempt`` (one request) under the key's limiter, retried per the policy, all
-        within the call's deadline (loop time; by default ``opts.timeout`` from now)."""
+    ) -> Coroutine[Any, Any, Response]: ...
+
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[True],
+        accept: None = None,
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, ResponseStream]: ...
+
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[False] = False,
+        accept: Callable[[Response], Awaitable[T]],
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, T]: ...
+
+    @overload
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: Literal[True],
+        accept: Callable[[ResponseStream], Awaitable[T]],
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, T]: ...
+
+    def send(
+        self,
+        request: HTTPRequest,
+        route: Route,
+        *,
+        stream: bool = False,
+        accept: Callable[[Any], Awaitable[Any]] | None = None,
+        tokens: int = 0,
+        deadline: float | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Send ``request`` along ``route`` (from :meth:`route`): the one way bytes leave salvo.
+
+        Each attempt waits for the route's limiter (``tokens``: the estimate to charge a
+        tokens-per-minute limit), sends (a callable ``request.body`` is called for a fresh
+        body, a deployment's ``auth`` hook adds its headers), and raises the adapter's
+        :class:`~salvo.ProviderError` for an error status (at most a few KB of its body kept).
+        Failures are retried per the client's retry policy, all within ``deadline`` (loop
+        time; by default the route's ``timeout`` from now), which raises
+        :class:`~salvo.TimeoutError`. aiohttp's exceptions arrive as salvo's.
+
+        - ``stream=False``: the whole body is read (at most ``max_body_bytes``, else
+          :class:`~salvo.ResponseDecodeError`) and a :class:`Response` is returned; the
+          limiter slot is free again.
+        - ``stream=True``: a :class:`ResponseStream` is returned as soon as the status line
+          arrived (with ``first_byte_timeout``, once its first bytes did). It holds the
+          limiter slot until it is closed or read to the end: ``async with`` it.
+        - ``accept``: an async function run inside each attempt on the Response (or the
+          ResponseStream), whose result is returned: parse a body, prime a stream. A
+          :class:`~salvo.SalvoError` it raises is handled like a failed send (retried per the
+          policy); with ``stream=True`` the stream is closed when it raises, and its result
+          owns the stream otherwise.
+
+        ::
+
+            route = client.route("openai/gpt-4o-mini", {})
+            req = HTTPRequest("GET", url, route.dep.headers, b"")
+            resp = await client.send(req, route)
+            async with await client.send(req, route, stream=True) as body:
+                async for piece in body:
+                    ...
+        """
+        if type(route) is not Route:
+            raise ConfigError(f"send() takes a Route from Client.route(), not {route!r}.")
         loop = self._check_loop()
-        if deadline is None and opts.timeout is not None:
-            deadline = loop.time() + opts.timeout
-        return call_with_retries(
-            opts, attempt, tokens, deadline, policy=self.retry_policy, stats=self._stats
-        )
-
-    def _send(
-        self, opts: CallOptions, req: HTTPRequest
-    ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
-        """Send and wait for the status line; an error status is read and raised here."""
-        return send(self._session or self._open(), opts, req)
-
-    def _read_body(self, opts: CallOptions, req: HTTPRequest) -> Coroutine[Any, Any, bytes]:
-        """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
-        return read_body(self._session or self._open(), opts, req)
-
-    @overload
-    async def _authed(
-        self, opts: CallOptions, req: HTTPRequest, stream: Literal[False] = False
-    ) -> bytes: ...
-    @overload
-    async def _authed(
-        self, opts: CallOptions, req: HTTPRequest, stream: Literal[True]
-    ) -> aiohttp.ClientResponse: ...
-    async def _authed(self, opts: CallOptions, req: HTTPRequest, stream: bool = False) -> Any:
-        """One attempt of a deployment with ``auth`` (Vertex AI): its headers are fetched for
-        this attempt; a 401 drops the token and tries once more with a fresh one."""
-        auth = opts.dep.auth
+        if deadline is None and route.timeout is not None:
+            deadline = loop.time() + route.timeout
         session = self._session or self._open()
-        for last in (False, True):
-            headers = await auth(session) if auth is not None else {}
-            authed = req._replace(headers={**req.headers, **headers})
-            try:
-                if stream:
-                    return await send(session, opts, authed)
-                return await read_body(session, opts, authed)
-            except AuthenticationError:
-                invalidate = getattr(auth, "invalidate", None)
-                if last or invalidate is None:
-                    raise
-                invalidate(headers)
-        raise AssertionError("unreachable")
+        policy, stats = self.retry_policy, self._stats
+        if stream:
+            slot = Slot(route.limiter, tokens)
+            opener = functools.partial(open_stream, session, route, request, slot, deadline, accept)
+            return call_with_retries(
+                route, opener, tokens, deadline, policy=policy, stats=stats, slot=slot
+            )
+        attempt = functools.partial(fetch, session, route, request, self.max_body_bytes, accept)
+        return call_with_retries(route, attempt, tokens, deadline, policy=policy, stats=stats)
 
     # -- fan-out (implemented in _fanout and _race, on the FanoutClient protocol) -----------
 
@@ -555,34 +525,6 @@ class Client:
         return f"<salvo.Client {self._state.name.lower()} aliases=[{models}]>"
 
 
-def _estimate(opts: CallOptions, messages: Any, params: Mapping[str, Any]) -> int:
-    """The tokens to charge a chat call, when its key has a tpm limit (else 0)."""
-    if not opts.limiter.counts_tokens:
-        return 0
-    budget = None
-    for source in (params, opts.dep.params):
-        budget = source.get("max_tokens") or source.get("max_completion_tokens")
-        if budget is not None:
-            break
-    return estimate_tokens(messages, budget)
-
-
-def _pick(*values: Any) -> Any:
-    for v in values:
-        if v is not None:
-            return v
-    return None
-
-
-def _merged(dep: Deployment, params: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not dep.params:
-        return params
-    return {**dep.params, **params}
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
+def _check_size(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of bytes, not {value!r}.")

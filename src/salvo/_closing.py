@@ -73,17 +73,4 @@ async def finish_tasks(
 def after_close(stream: CompletionStream, callback: Callable[[CompletionStream], None]) -> None:
     """Call ``callback(stream)`` once the stream is closed (at once if it already is), after
     the callbacks already registered (the limiter's slot release)."""
-    # The seam's on-close hooks replace this chaining when they land on main.
-    previous = stream._on_close
-    if previous is None and stream.closed:
-        callback(stream)
-        return
-
-    def both(tokens: int | None) -> None:
-        try:
-            if previous is not None:
-                previous(tokens)
-        finally:
-            callback(stream)
-
-    stream._on_close = both
+    stream.add_close_callback(lambda _used: callback(stream))

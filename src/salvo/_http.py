@@ -12,18 +12,23 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._errors import ConnectionError, TimeoutError, TransportError
+from ._errors import ConnectionError, StreamError, TimeoutError, TransportError
 
 if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
     "SSEDecoder",
     "SSEEvent",
     "is_transport_error",
     "new_session",
     "translate_transport_error",
 ]
+
+
+#: The largest single SSE event salvo buffers (``Client(max_event_bytes=...)``).
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 class SSEEvent(NamedTuple):
@@ -37,9 +42,13 @@ _new_event = tuple.__new__  # SSEEvent without NamedTuple's Python-level __new__
 class SSEDecoder:
     """Incremental SSE decoder: ``feed(bytes) -> list[SSEEvent]``, then ``flush()`` at EOF."""
 
-    __slots__ = ("_data", "_event", "_has_data", "_pending_cr", "_tail")
+    __slots__ = ("_data", "_event", "_has_data", "_max", "_pending_cr", "_size", "_tail")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        """``max_event_bytes``: the most one event (or one line) may buffer before
+        :class:`~salvo.StreamError` is raised; an endless line would otherwise grow forever."""
+        self._max = max_event_bytes
+        self._size = 0
         self._tail = b""
         self._pending_cr = False
         self._event: str | None = None
@@ -56,6 +65,8 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if b"\n" not in chunk:
             self._tail += chunk
+            if len(self._tail) > self._max:
+                raise self._too_big()
             return []
         if self._tail:
             chunk = self._tail + chunk
@@ -93,6 +104,8 @@ class SSEDecoder:
                     out.append(self._dispatch())
         lines = chunk.split(b"\n")
         self._tail = lines.pop()
+        if len(self._tail) > self._max:
+            raise self._too_big()
         for line in lines:
             if line:
                 self._line(line)
@@ -115,7 +128,15 @@ class SSEDecoder:
         self._event = None
         self._data = []
         self._has_data = False
+        self._size = 0
         return ev
+
+    def _too_big(self) -> StreamError:
+        return StreamError(
+            f"An event of the stream is larger than salvo's limit of {self._max} bytes "
+            "(max_event_bytes), so salvo stopped reading it and closed the stream. Raise "
+            "Client(max_event_bytes=...) if such events are expected."
+        )
 
     def _line(self, line: bytes) -> None:
         if line[:5] == b"data:":
@@ -124,6 +145,9 @@ class SSEDecoder:
                 value = value[1:]
             self._data.append(value)
             self._has_data = True
+            self._size += len(value)
+            if self._size > self._max:
+                raise self._too_big()
             return
         if line[:1] == b":":
             return

@@ -54,7 +54,10 @@ class Deployment:
     max_retries: int | None = None
     batch: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
-    #: Per-attempt auth headers (Vertex AI's access tokens): ``await auth(session)``.
+    #: Per-attempt auth: ``await auth(session)`` returns headers that ``Client.send`` merges into
+    #: every attempt's request (short-lived tokens: Vertex AI's). An ``invalidate(headers)``
+    #: method, when it has one, is called on a 401, and the attempt is made once more with
+    #: fresh headers. None: the static headers only.
     auth: Auth | None = field(default=None, repr=False)
 
     @property

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import functools
 import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._deadline import deadline_at
 from ._errors import (
@@ -42,6 +41,9 @@ from ._errors import (
     TransportError,
 )
 from ._limits import KeyLimiter
+
+if TYPE_CHECKING:
+    from ._call import Slot
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -148,7 +150,7 @@ class CallStats:
 
 
 class RetryCall(Protocol):
-    """What the loop needs to know about a call (a Client's ``CallOptions``)."""
+    """What the loop needs to know about a call (a Client's ``Route``)."""
 
     @property
     def limiter(self) -> KeyLimiter: ...
@@ -172,14 +174,19 @@ async def call_with_retries(
     *,
     policy: RetryPolicy,
     stats: CallStats,
+    slot: Slot | None = None,
 ) -> T:
     """Run ``attempt`` (one request) under the key's limiter until it succeeds, fails for good,
     or ``deadline`` (loop time) passes; the deadline raises :class:`~salvo.TimeoutError`.
 
-    A result with a ``_hold_slot(callback)`` method (a stream) keeps its limiter slot until it
-    is closed: it calls ``callback(total_tokens or None)`` then. One coroutine frame for the
-    whole loop: every await of the request below resumes through each frame above it."""
-    phase = "waiting for the key's rate limits"
+    Without ``slot`` the limiter is released when the attempt ends (charged the result's
+    ``usage.total_tokens`` when it has one). With ``slot`` (a stream), the slot is armed
+    before each attempt and a successful attempt keeps it: the stream gives it back when it
+    closes; a failed one gives it back here (at most once: ``Slot.release`` is idempotent).
+    One coroutine frame for the whole loop: every await of the request below resumes through
+    each frame above it."""
+    sending = False  # what the call was doing, for the timeout's message (built only then)
+    delay = 0.0
     limiter = call.limiter
     retries = 0
     try:
@@ -187,32 +194,49 @@ async def call_with_retries(
             while True:
                 await limiter.acquire(tokens)
                 stats.requests += 1
-                phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
-                try:
-                    result = await attempt()
-                except SalvoError as exc:
-                    limiter.release()
-                    err = exc
-                except BaseException:
-                    limiter.release()
-                    raise
-                else:
-                    hold = getattr(result, "_hold_slot", None)
-                    if hold is None or not hold(functools.partial(limiter.release, tokens)):
+                sending = True
+                if slot is None:
+                    try:
+                        result = await attempt()
+                    except SalvoError as exc:
+                        limiter.release()
+                        err = exc
+                    except BaseException:
+                        limiter.release()
+                        raise
+                    else:
                         used = _used_tokens(result) if limiter.counts_tokens else None
                         limiter.release(tokens, used)
-                    return result
+                        return result
+                else:
+                    slot.held = True
+                    try:
+                        return await attempt()
+                    except SalvoError as exc:
+                        slot.release()
+                        err = exc
+                    except BaseException:
+                        slot.release()
+                        raise
                 delay = _after_failure(call, err, retries, deadline, policy, stats)
                 retries += 1
-                phase = f"waiting {delay:.2f} s to start retry {retries}"
+                sending = False
                 await asyncio.sleep(delay)
     except builtins.TimeoutError as exc:
         if isinstance(exc, SalvoError) or deadline is None:
             raise
+        if sending:
+            phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
+        elif retries:
+            phase = f"waiting {delay:.2f} s to start retry {retries}"
+        else:
+            phase = "waiting for the key's rate limits"
+        t = call.timeout
+        limit = "its deadline" if t is None else f"its {t:g} s deadline"
         err = TimeoutError(
-            f"The call to {call.provider} model {call.model!r} did not finish within its "
-            f"{call.timeout:g} s deadline (timeout={call.timeout:g}, retries included); it was "
-            f"{phase}. Pass timeout=... to allow more time."
+            f"The call to {call.provider} model {call.model!r} did not finish within {limit} "
+            f"(timeout={'None' if t is None else f'{t:g}'}, retries included); it was {phase}. "
+            "Pass timeout=... to allow more time."
         )
         err.provider, err.model = call.provider, call.model
         stats.errors["TimeoutError"] += 1

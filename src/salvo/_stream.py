@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ._deadline import deadline_at
-from ._errors import StreamError, TimeoutError
-from ._http import SSEDecoder, SSEEvent, is_transport_error, translate_transport_error
+from ._errors import StreamError
+from ._http import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
 from ._retry import redact_secret
 from ._types import (
     ChatCompletionChunk,
@@ -29,8 +27,9 @@ from ._types import (
 )
 
 if TYPE_CHECKING:
-    import aiohttp
+    from collections.abc import Callable
 
+    from ._response import ResponseStream
     from .providers import Endpoint, StreamParser
 
 __all__ = ["CompletionStream"]
@@ -40,25 +39,22 @@ class CompletionStream:
     """Chunks of one streamed completion, in the OpenAI chunk shape.
 
     ``model`` is the model string the caller asked for (useful after a race), ``provider``
-    the provider that served it.
+    the provider that served it. It reads a :class:`~salvo.ResponseStream` (which holds the
+    HTTP response and the limiter slot) and closes it when it closes; dropped unclosed, the
+    response stream warns and gives its slot back when it is garbage-collected.
     """
 
     __slots__ = (
         "_closed",
-        "_deadline",
         "_decoder",
         "_ends_at_eof",
         "_ep",
         "_error",
-        "_idle_timeout",
         "_loop",
-        "_on_close",
         "_parser",
         "_pending",
-        "_resp",
+        "_raw",
         "_started",
-        "_timeout",
-        "_url",
         "_usage",
         "chunks_received",
         "model",
@@ -68,38 +64,31 @@ class CompletionStream:
 
     def __init__(
         self,
-        resp: aiohttp.ClientResponse,
+        raw: ResponseStream,
         parser: StreamParser,
         *,
         endpoint: Endpoint,
         model: str,
         started: float,
         ends_at_eof: bool,
-        idle_timeout: float | None = None,
-        deadline: float | None = None,
-        timeout: float | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        """``idle_timeout``: the longest gap between reads; ``deadline`` (loop time): when the
-        whole call's ``timeout`` runs out, which also bounds reading the stream to its end."""
-        self._resp = resp
+        """``raw`` carries the timeouts: ``stream_idle_timeout`` between reads, and the call's
+        deadline, which also bounds reading the stream to its end."""
+        self._raw = raw
         self._parser = parser
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
         self._pending: deque[ChatCompletionChunk] = deque()
         self._closed = False
         self._ends_at_eof = ends_at_eof
         self._ep = endpoint
-        self._url = str(resp.url)
-        self._idle_timeout = idle_timeout
-        self._deadline = deadline
-        self._timeout = timeout
-        self._on_close: Callable[[int | None], None] | None = None
-        self._usage: Usage | None = None
         self._error: Exception | None = None
         self._loop = asyncio.get_running_loop()
         self._started = started
         self.model = model
         self.provider = endpoint.provider
         self.chunks_received = 0
+        self._usage: Usage | None = None
         #: the race's report when this stream won an ``arace`` (complete once closed)
         self.race: RaceReport | None = None
 
@@ -119,44 +108,24 @@ class CompletionStream:
             await self._read()
         return pending.popleft()
 
-    async def _prime(self) -> None:
-        """Read until the first chunk is buffered (or the stream ended)."""
+    async def prime(self) -> None:
+        """Read until the first chunk is buffered (or the stream ended): ``Client.send``'s
+        ``accept`` for a stream, so that a failure before the first chunk is retried."""
         while not self._pending and not self._closed:
             await self._read()
 
     async def _read(self) -> None:
-        resp = self._resp
-        limit = self._idle_timeout
-        by_deadline = False
-        if self._deadline is not None:
-            left = self._deadline - self._loop.time()
-            if limit is None or left <= limit:
-                limit, by_deadline = left, True
         try:
-            if limit is None:
-                data = await resp.content.readany()
-            elif by_deadline and self._deadline is not None:
-                with deadline_at(self._deadline):  # cheap: usually far away, rarely reached
-                    data = await resp.content.readany()
-            else:
-                async with asyncio.timeout(limit):
-                    data = await resp.content.readany()
-        except asyncio.CancelledError:
-            self._abort()
+            data = await self._raw.read()
+        except BaseException:
+            self._closed = True  # the raw stream closed itself
             raise
-        except BaseException as exc:
+        try:
+            events = self._decoder.feed(data) if data else self._decoder.flush()
+        except StreamError as exc:
             self._abort()
-            if not is_transport_error(exc):
-                raise
-            if isinstance(exc, asyncio.TimeoutError) and limit is not None:
-                raise (self._deadline_error() if by_deadline else self._idle_error()) from None
-            raise translate_transport_error(
-                exc, provider=self._ep.provider, model=self._ep.model, url=self._url
-            ) from None
-        if data:
-            events = self._decoder.feed(data)
-        else:
-            events = self._decoder.flush()
+            exc.provider, exc.model = self._ep.provider, self._ep.model
+            raise
         if events:
             self._handle(events)
         if not data and not self._closed:
@@ -188,8 +157,11 @@ class CompletionStream:
                     chunk.latency_s = now
                     self._pending.append(chunk)
                     self.chunks_received += 1
-                    if chunk.usage is not None:
-                        self._usage = chunk.usage
+                    usage = chunk.usage
+                    if usage is not None:
+                        self._usage = usage
+                        if usage.total_tokens:
+                            self._raw.used_tokens = usage.total_tokens
                 if parser.done:
                     self._finish()
                     return
@@ -204,59 +176,26 @@ class CompletionStream:
                 return
             raise
 
-    def _idle_error(self) -> TimeoutError:
-        err = TimeoutError(
-            f"The {self._ep.provider} stream for model {self._ep.model!r} sent nothing for "
-            f"{self._idle_timeout:g} s (stream_idle_timeout), so salvo closed it. Raise "
-            "stream_idle_timeout=... if the model pauses that long."
-        )
-        err.provider, err.model = self._ep.provider, self._ep.model
-        return err
-
-    def _deadline_error(self) -> TimeoutError:
-        err = TimeoutError(
-            f"The {self._ep.provider} stream for model {self._ep.model!r} did not finish within "
-            f"the call's {self._timeout:g} s deadline (timeout={self._timeout:g}, which covers "
-            "reading the stream to its end), so salvo closed it. Pass timeout=... to allow "
-            "more time, or timeout=None for no deadline."
-        )
-        err.provider, err.model = self._ep.provider, self._ep.model
-        return err
-
     # -- closing ---------------------------------------------------------------------------
 
     def _finish(self) -> None:
         if not self._closed:
             self._closed = True
-            self._resp.release()
-            if self._on_close is not None:
-                self._closed_now()
+            self._raw.finish()
 
     def _abort(self) -> None:
         if not self._closed:
             self._closed = True
-            self._resp.close()
-            if self._on_close is not None:
-                self._closed_now()
-
-    def _closed_now(self) -> None:
-        callback, self._on_close = self._on_close, None
-        if callback is not None:
-            usage = self._usage
-            callback(usage.total_tokens if usage is not None and usage.total_tokens else None)
-
-    def _hold_slot(self, callback: Callable[[int | None], None]) -> bool:
-        """Keep the caller's limiter slot until this stream closes, then call ``callback``
-        with the total tokens the stream reported (None if it reported none); at once if the
-        stream already ended while it was primed."""
-        self._on_close = callback
-        if self._closed:
-            self._closed_now()
-        return True
+            self._raw.abort()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def add_close_callback(self, callback: Callable[[int | None], None]) -> None:
+        """Run ``callback(used_tokens)`` once the stream is closed (at once if it already is),
+        after the callbacks registered before it (the limiter slot's release first)."""
+        self._raw.add_close_callback(callback)
 
     @property
     def usage(self) -> Usage | None:

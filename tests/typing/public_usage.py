@@ -87,3 +87,28 @@ def sync() -> None:
     r: salvo.ModelResponse = salvo.completion("openai/x", MSGS)
     w: salvo.ModelResponse = salvo.batch_completion_models(["openai/a", "openai/b"], MSGS)
     _ = (r, w)
+
+
+async def the_seam() -> list[str]:
+    async with salvo.Client(max_body_bytes=1 << 20, max_event_bytes=1 << 16) as client:
+        route: salvo.Route = client.route("openai/gpt-4o-mini", {"timeout": 5})
+        req = salvo.HTTPRequest("GET", "http://127.0.0.1:1/v1/models", route.dep.headers, b"")
+        resp: salvo.Response = await client.send(req, route)
+        _ = (resp.status, resp.headers.get("content-type"), resp.content, resp.json())
+
+        async def ids(r: salvo.Response) -> list[str]:
+            return [m["id"] for m in r.json()["data"]]
+
+        names: list[str] = await client.send(req, route, accept=ids, tokens=10)
+        streamed = salvo.HTTPRequest("POST", req.url, route.dep.headers, lambda: b"{}")
+        stream: salvo.ResponseStream = await client.send(streamed, route, stream=True)
+        async with stream:
+            async for piece in stream:
+                _b: bytes = piece
+
+        async def first(s: salvo.ResponseStream) -> bytes:
+            return await s.read()
+
+        head: bytes = await client.send(req, route, stream=True, accept=first, deadline=None)
+        _ = head
+        return names

@@ -2,7 +2,7 @@
 
 Upload (``uploadType=media``, streamed, its length known), list by prefix (following
 ``nextPageToken``) and download (``alt=media``, in pieces). Calls go through the Vertex
-deployment's :class:`~salvo.batches._google_rest.GoogleRest`, so they carry its access token
+deployment's :class:`~salvo.batches._rest.Rest`, so they carry its access token
 and share its retries. The base is ``STORAGE_EMULATOR_HOST`` when set (Cloud Storage's own
 emulator convention; a value without a scheme gets ``http://``), else
 ``https://storage.googleapis.com``. Object names go in the path as one URL-encoded segment.
@@ -17,8 +17,7 @@ from urllib.parse import quote
 import msgspec
 
 from .._errors import ConfigError
-from ._google_rest import GoogleRest
-from ._rest import StreamedPayload
+from ._rest import Rest, StreamedPayload
 
 __all__ = ["Gcs", "split_uri"]
 
@@ -46,7 +45,7 @@ def split_uri(uri: str) -> tuple[str, str]:
 class Gcs:
     """A few Cloud Storage calls through a Google deployment's REST path."""
 
-    def __init__(self, rest: GoogleRest) -> None:
+    def __init__(self, rest: Rest) -> None:
         self.rest = rest
         host = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
         if host and "://" not in host:

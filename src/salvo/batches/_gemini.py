@@ -39,8 +39,8 @@ from ._google_lines import (
     rfc3339,
     translate_file,
 )
-from ._google_rest import GoogleRest
 from ._lines import CHAT, EMBEDDINGS, ENDPOINTS
+from ._rest import Rest
 from ._store import LocalStore, StoreFiles
 from ._types import TERMINAL_STATUSES, Batch, Page, RequestCounts
 
@@ -137,7 +137,7 @@ class GeminiBatches(StoreFiles):
     ) -> None:
         self.client = client
         self.store = store
-        self.rest = GoogleRest(client, "gemini", api_key=api_key, api_base=api_base,
+        self.rest = Rest(client, "gemini", api_key=api_key, api_base=api_base,
                                what="batches")  # fmt: skip
         base = self.rest.ep.api_base
         self.v = f"{base}/v1beta"

@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import msgspec
 
 from .._errors import BadRequestError, ResponseDecodeError, TransportError
-from ._google_rest import GoogleRest
-from ._rest import StreamedPayload
+from ._rest import Rest, StreamedPayload
 
 __all__ = ["upload_jsonl"]
 
@@ -64,7 +63,7 @@ def _body(
 
 
 async def upload_jsonl(
-    rest: GoogleRest,
+    rest: Rest,
     upload_url: str,
     pieces: Callable[[], AsyncIterator[bytes]],
     size: int,
@@ -78,7 +77,7 @@ async def upload_jsonl(
         "X-Goog-Upload-Header-Content-Type": "application/jsonl",
     }
     meta = {"file": {"displayName": display_name, "mimeType": "application/jsonl"}}
-    _, headers = await rest.request("POST", upload_url, json=meta, headers=start)
+    headers = (await rest.request("POST", upload_url, json=meta, headers=start)).headers
     session = headers.get("X-Goog-Upload-URL")
     if not session:
         raise unreadable("upload start without X-Goog-Upload-URL", b"")
@@ -87,12 +86,15 @@ async def upload_jsonl(
         final = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": str(offset)}
         body = _body(pieces, offset, size)
         try:
-            raw, headers = await rest.request("POST", session, body=body, headers=final)
+            answer = await rest.request("POST", session, body=body, headers=final)
+            raw, headers = answer.content, answer.headers
             break
         except (TransportError, BadRequestError):
             if attempt == 2:
                 raise
-            _, got = await rest.request("POST", session, headers={"X-Goog-Upload-Command": "query"})
+            got = (
+                await rest.request("POST", session, headers={"X-Goog-Upload-Command": "query"})
+            ).headers
             received = got.get("X-Goog-Upload-Size-Received", "")
             if not received.isdigit() or int(received) > size:
                 raise

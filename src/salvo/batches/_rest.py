@@ -1,9 +1,9 @@
-"""REST calls to the providers' files and batch APIs, through a salvo Client.
+"""REST calls to the providers' files and batch APIs, through ``Client.send``.
 
 The calls share the client's session, its limiter for the key, its retries and its deadline;
 error statuses become the provider adapter's ProviderError (``adapter.parse_error``) and
-aiohttp's exceptions go through :func:`salvo._http.translate_transport_error`. A response is
-closed, never drained, when its reader is cancelled. Uploads are streamed by a small aiohttp
+aiohttp's exceptions arrive as salvo's. A response is closed, never drained, when its reader
+is cancelled. Uploads are streamed by a small aiohttp
 Payload that reads the source piece by piece on the loop (aiohttp's own file payload reads in
 a thread pool, which salvo does not use).
 """
@@ -12,19 +12,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import payload as aiohttp_payload
 
-from .._http import is_transport_error, translate_transport_error
-from ._store import CHUNK, api_error
+from .._errors import ProviderError
+from ..providers import HTTPRequest
+from ._store import api_error
 
 if TYPE_CHECKING:
-    import aiohttp
     from aiohttp.abc import AbstractStreamWriter
 
-    from .._call import CallOptions
+    from .._call import Route
     from .._client import Client
+    from .._response import Response
 
 __all__ = ["Rest", "StreamedPayload"]
 
@@ -68,7 +70,8 @@ class StreamedPayload(aiohttp_payload.Payload):
 
 
 class Rest:
-    """The REST side of one provider deployment: ``call`` for JSON, ``stream`` for bytes."""
+    """The REST side of one provider deployment, sent through ``Client.send``: ``call`` for
+    JSON, ``stream`` for bytes."""
 
     def __init__(
         self,
@@ -81,10 +84,11 @@ class Rest:
     ) -> None:
         over = {"api_key": api_key, "api_base": api_base}
         self.client = client
-        self.opts: CallOptions = client.options(
+        self.route: Route = client.route(
             f"{provider}/{what}", {k: v for k, v in over.items() if v is not None}
         )
-        self.dep = self.opts.dep
+        self.opts = self.route  # the name this had before Client.route
+        self.dep = self.route.dep
         self.ep = self.dep.endpoint
         self.json_headers = dict(self.dep.headers)
         self.headers = {k: v for k, v in self.json_headers.items() if k != "content-type"}
@@ -101,17 +105,31 @@ class Rest:
     ) -> bytes:
         """Send (with retries) and return the whole response body. ``body`` makes a fresh
         request body for each attempt (a multipart writer, a streamed payload)."""
+        resp = await self.request(method, url, json=json, body=body, params=params, headers=headers)
+        return resp.content
 
-        async def attempt() -> bytes:
-            hdrs = dict(self.headers if json is None else self.json_headers)
-            if headers:
-                hdrs.update(headers)
-            data = _ENCODE(json) if json is not None else (body() if body is not None else None)
-            resp = await self._send(method, url, data, hdrs, params)
-            return await self._read(resp, url)
-
-        result: bytes = await self.client._with_retries(self.opts, attempt, 0)
-        return result
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        body: Body | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """As :meth:`call`, but the whole :class:`~salvo.Response` (status, headers, body).
+        An error status is the adapter's ProviderError, reworded for the object the call was
+        about (a 404 says to check the id, not the model)."""
+        hdrs = dict(self.headers if json is None else self.json_headers)
+        if headers:
+            hdrs.update(headers)
+        data: bytes | Body = _ENCODE(json) if json is not None else (body or b"")
+        req = HTTPRequest(method, _with_query(url, params), hdrs, data)
+        try:
+            return await self.client.send(req, self.route)
+        except ProviderError as err:
+            raise api_error(err, method, req.url) from None
 
     async def stream(
         self,
@@ -120,60 +138,25 @@ class Rest:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[bytes]:
-        """GET ``url`` and yield its body in pieces. Opening is retried; once bytes have been
-        yielded a broken body raises a TransportError. Closing the generator (or cancelling
-        its consumer) closes the response."""
-        hdrs = {**self.headers, **(headers or {})}
-
-        async def attempt() -> aiohttp.ClientResponse:
-            return await self._send("GET", url, None, hdrs, params)
-
-        resp: aiohttp.ClientResponse = await self.client._with_retries(self.opts, attempt, 0)
+        """GET ``url`` and yield its body in pieces (a download: not held to the client's
+        body cap nor, once open, to the call's deadline). Opening is retried; once bytes have
+        been yielded a broken body raises a TransportError. Closing the generator (or
+        cancelling its consumer) closes the response, which gives the key's slot back."""
+        req = HTTPRequest("GET", _with_query(url, params), {**self.headers, **(headers or {})}, b"")
         try:
+            body = await self.client.send(req, self.route, stream=True)
+        except ProviderError as err:
+            raise api_error(err, "GET", req.url) from None
+        body.deadline = None
+        async with body:
             while True:
-                try:
-                    piece = await resp.content.read(CHUNK)
-                except Exception as exc:
-                    if not is_transport_error(exc):
-                        raise
-                    raise self._transport(exc, url) from None
+                piece = await body.read()
                 if not piece:
                     break
                 yield piece
-        finally:
-            resp.close()
 
-    def _transport(self, exc: BaseException, url: str) -> Exception:
-        return translate_transport_error(
-            exc, provider=self.ep.provider, model=self.ep.model, url=url
-        )
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        data: Any,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-    ) -> aiohttp.ClientResponse:
-        session = self.client._session or self.client._open()
-        try:
-            resp = await session.request(method, url, data=data, headers=headers, params=params)
-        except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            raise self._transport(exc, url) from None
-        if resp.status >= 400:
-            raw = await self._read(resp, url)
-            err = self.dep.adapter.parse_error(self.ep, resp.status, resp.headers, raw)
-            raise api_error(err, raw, method, url)
-        return resp
-
-    async def _read(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
-        try:
-            return await resp.read()
-        except BaseException as exc:
-            resp.close()
-            if is_transport_error(exc):
-                raise self._transport(exc, url) from None
-            raise
+def _with_query(url: str, params: Mapping[str, str] | None) -> str:
+    if not params:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 import msgspec
 
 from .._errors import NotFoundError, ProviderError
-from ..providers._base import error_message_from_body
 from ._source import (
     CHUNK,
     FileSource,
@@ -84,12 +83,11 @@ def not_found(provider: str, what: str, ident: str) -> NotFoundError:
     )
 
 
-def api_error(err: ProviderError, body: bytes, method: str, url: str) -> ProviderError:
+def api_error(err: ProviderError, method: str, url: str) -> ProviderError:
     """``err`` (a files or batches API call's error, which the adapter named for a model)
     reworded for the object the call was about; a 404 says to check the id."""
     path = urlsplit(url).path
-    _, said = error_message_from_body(body)
-    said = (said or "").strip().rstrip(".")
+    said = _said(err.body).strip().rstrip(".")
     text = f"{err.provider} returned HTTP {err.status_code} for {method} {path}"
     text += f": {said}." if said else "."
     if err.status_code == 404:
@@ -100,6 +98,20 @@ def api_error(err: ProviderError, body: bytes, method: str, url: str) -> Provide
     err.message = text
     err.args = (text,)
     return err
+
+
+def _said(body: Any) -> str:
+    """The message in an error body as the adapter kept it (the inner error, or text)."""
+    if isinstance(body, str):
+        return body[:300]
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                return str(value["message"])
+    return ""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -33,8 +33,8 @@ import msgspec
 from .._errors import ConfigError, NotFoundError, ResponseDecodeError
 from ._gcs import Gcs, split_uri
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
-from ._google_rest import GoogleRest
 from ._lines import CHAT, ENDPOINTS
+from ._rest import Rest
 from ._store import LocalStore, StoreFiles
 from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
 
@@ -131,7 +131,7 @@ class VertexBatches(StoreFiles):
     ) -> None:
         self.client = client
         self.store = store
-        self.rest = GoogleRest(client, "vertex_ai", api_key=None, api_base=api_base,
+        self.rest = Rest(client, "vertex_ai", api_key=None, api_base=api_base,
                                what="batches")  # fmt: skip
         self.jobs = f"{self.rest.ep.api_base}/batchPredictionJobs"
         self.gcs = Gcs(self.rest)

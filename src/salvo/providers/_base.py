@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -50,15 +50,20 @@ class Endpoint:
 
 
 class HTTPRequest(NamedTuple):
+    """One request for ``Client.send``. ``body`` is bytes, or a zero-argument callable that
+    makes a fresh body (anything aiohttp takes as ``data``) for each attempt: a streamed
+    upload, a multipart writer."""
+
     method: str
     url: str
     headers: Mapping[str, str]
-    body: bytes
+    body: bytes | Callable[[], Any]
 
     def __repr__(self) -> str:  # the headers carry the key
+        size = f"{len(self.body)} bytes" if isinstance(self.body, bytes) else "made per attempt"
         return (
             f"HTTPRequest(method={self.method!r}, url={self.url!r}, "
-            f"headers=<{len(self.headers)} hidden>, body=<{len(self.body)} bytes>)"
+            f"headers=<{len(self.headers)} hidden>, body=<{size}>)"
         )
 
 

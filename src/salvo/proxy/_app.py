@@ -13,7 +13,6 @@ import asyncio
 import hmac
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,19 +22,17 @@ from aiohttp.typedefs import Middleware
 
 from .._client import Client
 from .._config import Config, load_config
-from .._models import resolve_deployment
-from ..providers import PROVIDERS
 from ._chat import ChatRoutes
 from ._errors import (
     JSON_HEADERS,
     ProxyError,
-    Redactor,
     error_response,
     from_exception,
     model_not_found,
 )
 from ._relay import OVERHEAD_HEADER, TIMER, Timer
 from ._settings import ProxySettings, check_config, load_settings
+from ._state import STATE, ProxyState
 
 __all__ = ["STATE", "ProxyServer", "ProxyState", "create_app"]
 
@@ -46,40 +43,6 @@ _ENCODE = msgspec.json.Encoder().encode
 STREAMED_BODIES = frozenset({"/v1/files"})
 OPEN_PATHS = frozenset({"/health", "/health/liveness", "/health/liveliness", "/health/readiness"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ProxyState:
-    """One proxy's config, settings, Client and precomputed answers."""
-
-    def __init__(self, config: Config, settings: ProxySettings, client: Client) -> None:
-        self.config = config
-        self.settings = settings
-        self.client = client
-        self.aliases = frozenset(config.model_names)
-        self.started = int(time.time())
-        self.ready = False
-        self.deployments = {
-            name: [resolve_deployment(name, config=config, entry_index=i) for i in range(len(es))]
-            for name, es in config.models.items()
-        }
-        secrets: list[str | None] = [settings.master_key]
-        secrets += [d.endpoint.api_key for ds in self.deployments.values() for d in ds]
-        secrets += [os.environ.get(p.key_env) for p in PROVIDERS.values() if p.key_env]
-        self.redact = Redactor(secrets)
-        self.models_body = _ENCODE(
-            {"object": "list", "data": [self.model_object(n) for n in config.model_names]}
-        )
-
-    def model_object(self, name: str) -> dict[str, Any]:
-        return {
-            "id": name,
-            "object": "model",
-            "created": self.started,
-            "owned_by": self.deployments[name][0].provider,
-        }
-
-
-STATE = web.AppKey("salvo_proxy_state", ProxyState)
 
 
 def _unauthorized(message: str) -> ProxyError:

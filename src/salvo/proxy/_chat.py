@@ -16,19 +16,18 @@ one item per model in the order given, each a ``chat.completion`` or
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
 
-from .._call import CallOptions
-from .._client import Client
+from .._call import Route
 from .._errors import ConfigError, ResponseDecodeError, SalvoError
 from .._hedge import parse_hedge
 from .._messages import CALL_KEYS, check_messages
 from .._models import Deployment
+from .._response import Response, ResponseStream
 from .._types import ModelResponse
 from ..providers import HTTPRequest
 from ..providers._base import DECODE_ERRORS, decode_problem
@@ -38,7 +37,7 @@ from ._relay import TIMER, Timer, read_body, relay_chunks, relay_sse, timed
 from ._settings import check_fanout
 
 if TYPE_CHECKING:
-    from ._app import ProxyState
+    from ._state import ProxyState
 
 __all__ = ["ChatRoutes"]
 
@@ -122,25 +121,39 @@ def _forward_body(dep: Deployment, top: dict[str, msgspec.Raw]) -> bytes:
     return _ENCODE(body)
 
 
-async def _read_json(client: Client, opts: CallOptions, req: HTTPRequest) -> bytes:
-    """One attempt: the upstream's body, checked to be whole JSON (a cut-off body is a
-    ResponseDecodeError, which is not retried: the provider may have done, and billed, the
-    work; the client sees a 502)."""
-    payload = await client._read_body(opts, req)
+async def _json_body(route: Route, resp: Response) -> bytes:
+    """Accept a whole body only when it is JSON (a cut-off body is a ResponseDecodeError,
+    which is not retried: the provider may have done, and billed, the work; the client sees a
+    502)."""
+    payload = resp.content
     try:
         _VALIDATE(payload)
     except DECODE_ERRORS as exc:
-        ep = opts.dep.endpoint
         err = ResponseDecodeError(
-            f"{ep.provider} sent a response for model {ep.model!r} that is not JSON "
+            f"{route.provider} sent a response for model {route.model!r} that is not JSON "
             f"({decode_problem(exc)})."
         )
-        err.provider, err.model = ep.provider, ep.model
+        err.provider, err.model = route.provider, route.model
         raise err from None
     return payload
 
 
-def _token_estimate(opts: CallOptions, top: dict[str, msgspec.Raw], raw: bytes) -> int:
+async def _sse_stream(route: Route, stream: ResponseStream) -> ResponseStream:
+    """Accept an upstream stream only when it is one: ``text/event-stream`` (an HTML page or
+    a JSON body with status 200 is a ResponseDecodeError, answered as a 502 before anything is
+    relayed), primed to its first bytes so that a failure before them is retried."""
+    if stream.content_type != "text/event-stream":
+        err = ResponseDecodeError(
+            f"{route.provider} answered a streaming request for model {route.model!r} with "
+            f"Content-Type {stream.content_type or 'none'!r}, not an event stream."
+        )
+        err.provider, err.model = route.provider, route.model
+        raise err
+    stream.unread(await stream.read())
+    return stream
+
+
+def _token_estimate(opts: Route, top: dict[str, msgspec.Raw], raw: bytes) -> int:
     """Tokens to charge the key's tpm limiter (0 when it has none): about 4 bytes of request
     a token, plus the completion budget."""
     if not opts.limiter.counts_tokens:
@@ -157,13 +170,13 @@ class ChatRoutes:
     def __init__(self, state: ProxyState) -> None:
         self.state = state
 
-    def options(self, model: str) -> CallOptions:
+    def options(self, model: str) -> Route:
         """Call options for a served model; 404 ``model_not_found`` for any other."""
         state = self.state
         if model not in state.aliases and not state.settings.allow_any_model:
             raise model_not_found(model)
         try:
-            return state.client.options(model, {})
+            return state.client.route(model, {})
         except ConfigError as exc:
             if model in state.aliases:  # resolved at start-up; the environment changed since
                 raise ProxyError(
@@ -198,27 +211,31 @@ class ChatRoutes:
         req = HTTPRequest("POST", url, dep.headers, _forward_body(dep, top))
         tokens = _token_estimate(opts, top, raw)
         if stream:
-            send = functools.partial(client._send, opts, req)
-            loop = asyncio.get_running_loop()
-            deadline = None if opts.timeout is None else loop.time() + opts.timeout
-            upstream = await timed(timer, client._with_retries(opts, send, tokens, deadline))
+            accept_sse = functools.partial(_sse_stream, opts)
+            upstream = await timed(
+                timer, client.send(req, opts, stream=True, accept=accept_sse, tokens=tokens)
+            )
             return await relay_sse(
                 request,
                 timer,
                 upstream,
                 model=model,
-                idle_timeout=opts.stream_idle_timeout,
-                deadline=deadline,
+                scrub=self.state.scrub,
+                max_event=client.max_event_bytes,
             )
-        read = functools.partial(_read_json, client, opts, req)
-        payload = await timed(timer, client._with_retries(opts, read, tokens))
-        return web.Response(body=payload, headers=JSON_HEADERS)
+        accept = functools.partial(_json_body, opts)
+        payload = await timed(timer, client.send(req, opts, accept=accept, tokens=tokens))
+        return web.Response(body=self._scrubbed(payload), headers=JSON_HEADERS)
+
+    def _scrubbed(self, payload: bytes) -> bytes:
+        scrub = self.state.scrub
+        return scrub(payload) if scrub else payload
 
     async def _translated(
         self,
         request: web.Request,
         timer: Timer,
-        opts: CallOptions,
+        opts: Route,
         top: dict[str, msgspec.Raw],
         stream: bool,
     ) -> web.StreamResponse:
@@ -326,10 +343,10 @@ class ChatRoutes:
         if adapter is not None:
             url = adapter.embedding_url(dep.endpoint)
             req = HTTPRequest("POST", url, dep.headers, _forward_body(dep, top))
-            read = functools.partial(_read_json, client, opts, req)
+            accept = functools.partial(_json_body, opts)
             tokens = len(raw) // 4 if opts.limiter.counts_tokens else 0
-            payload = await timed(timer, client._with_retries(opts, read, tokens))
-            return web.Response(body=payload, headers=JSON_HEADERS)
+            payload = await timed(timer, client.send(req, opts, accept=accept, tokens=tokens))
+            return web.Response(body=self._scrubbed(payload), headers=JSON_HEADERS)
         params = _params(top)
         value = params.pop("input")
         resp = await timed(timer, client.embedding_with(opts, value, params))

@@ -128,12 +128,13 @@ def _str_or_none(value: Any) -> str | None:
 def _from_provider(exc: ProviderError, redact: Redactor) -> ProxyError:
     status = exc.status_code if 400 <= exc.status_code <= 599 else 502
     body = exc.body if isinstance(exc.body, dict) else {}
-    return ProxyError(
+    kind, param, code = (_str_or_none(body.get(k)) for k in ("type", "param", "code"))
+    return ProxyError(  # every field the upstream wrote may echo a secret
         status,
         redact(exc.message),
-        type=_str_or_none(body.get("type")) or _default_type(status),
-        param=_str_or_none(body.get("param")),
-        code=_str_or_none(body.get("code")),
+        type=redact(kind) if kind else _default_type(status),
+        param=redact(param) if param else None,
+        code=redact(code) if code else None,
     )
 
 

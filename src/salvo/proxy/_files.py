@@ -27,7 +27,7 @@ from ._relay import OVERHEAD_HEADER, TIMER, timed
 from ._store import FILE_ID, RouteTable, check_id
 
 if TYPE_CHECKING:
-    from ._app import ProxyState
+    from ._state import ProxyState
 
 __all__ = ["Files", "encoded", "install", "not_found_as_404"]
 

@@ -9,7 +9,7 @@ headers are sent; each chunk after that is one ``write`` of the bytes that arriv
 
 from __future__ import annotations
 
-import asyncio
+import builtins
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,17 +18,17 @@ import msgspec
 from aiohttp import web
 
 from .._deadline import deadline_at
-from .._errors import SalvoError
-from .._http import is_transport_error
+from .._errors import SalvoError, StreamError
 from ._errors import ProxyError, Redactor, error_body, from_exception
 
 if TYPE_CHECKING:
-    import aiohttp
-
+    from .._response import ResponseStream
     from .._stream import CompletionStream
+    from ._scrub import Scrubber
 
 __all__ = [
     "OVERHEAD_HEADER",
+    "EventFramer",
     "SSE_HEADERS",
     "TIMER",
     "Timer",
@@ -47,6 +47,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DONE = b"data: [DONE]\n\n"
+_DONE_LINE = b"data: [DONE]"
 _ENCODE = msgspec.json.Encoder().encode
 _perf = time.perf_counter
 
@@ -104,84 +105,123 @@ async def _write_end(resp: web.StreamResponse, data: bytes) -> None:
         pass
 
 
+class EventFramer:
+    """Cuts a byte stream at SSE event boundaries (a blank line: ``\n\n``, ``\r\n\r\n`` or
+    ``\r\r``): ``feed`` returns the whole events that arrived; the unfinished one is kept, at
+    most ``max_event`` bytes of it (then :class:`~salvo.StreamError`). Relaying whole events
+    means an error event the proxy appends always starts on a fresh line, and a secret split
+    across two reads is whole when it is scrubbed."""
+
+    __slots__ = ("_max", "rest")
+
+    def __init__(self, max_event: int) -> None:
+        self._max = max_event
+        self.rest = b""
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.rest + data if self.rest else data
+        end = buf.rfind(b"\n\n")
+        if end != -1:
+            end += 2
+        if end != len(buf) and b"\r" in buf:  # not at the end: maybe a CR-style boundary
+            for sep in (b"\r\n\r\n", b"\r\r"):
+                at = buf.rfind(sep)
+                if at != -1 and at + len(sep) > end:
+                    end = at + len(sep)
+        if end == -1:
+            self.rest = buf
+            out = b""
+        else:
+            self.rest = buf[end:]
+            out = buf[:end]
+        if len(self.rest) > self._max:
+            raise StreamError(
+                f"An event of the upstream stream is larger than the proxy's limit of "
+                f"{self._max} bytes (max_event_bytes)."
+            )
+        return out
+
+
 async def relay_sse(
     request: web.Request,
     timer: Timer,
-    upstream: aiohttp.ClientResponse,
+    upstream: ResponseStream,
     *,
     model: str,
-    idle_timeout: float | None,
-    deadline: float | None = None,
+    scrub: Scrubber,
+    max_event: int,
 ) -> web.StreamResponse:
-    """Relay an OpenAI-format SSE body chunk by chunk, as the bytes arrive.
+    """Relay an OpenAI-format SSE body event by event, as the bytes arrive.
 
-    Each ``write`` waits for the socket to drain (back-pressure). The upstream response is
-    closed the moment the relay stops early for any reason: the client went away (the handler
-    is cancelled), a write failed, or the upstream broke; it is released for reuse only after
-    a complete body. A broken or unterminated upstream stream ends with an error event, which
-    the OpenAI SDKs raise as an error. ``deadline`` (loop time) bounds the whole call, as
-    it does for salvo's own streams; ``idle_timeout`` the gap between reads.
+    ``upstream`` comes from ``Client.send(..., stream=True)``: it holds the key's limiter slot
+    and carries the call's deadline and idle timeout; it is closed however the relay ends (the
+    client went away and the handler is cancelled, a write failed, the upstream broke), and
+    released for reuse only after a complete body. Whole events are relayed, scrubbed of the
+    proxy's secrets; a broken, oversized or unterminated upstream stream ends with an error
+    event on a fresh line, which the OpenAI SDKs raise as an error.
     """
     resp = web.StreamResponse(headers=SSE_HEADERS)
     resp.headers[OVERHEAD_HEADER] = timer.overhead_ms()
-    complete = False
-    tail = b""
+    framer = EventFramer(max_event)
+    last = b""
     failure: ProxyError | None = None
-    try:
+    # The call's deadline bounds the whole relay, writes to a slow client included: one
+    # deadline around the loop rather than one per read.
+    deadline, upstream.deadline = upstream.deadline, None
+    async with upstream:
         await resp.prepare(request)
         try:
             with deadline_at(deadline):
-                complete, tail = await _pump(upstream, resp, idle_timeout)
-        except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            timed_out = isinstance(exc, TimeoutError)
+                while True:
+                    data = await upstream.read()
+                    if not data:
+                        break
+                    out = framer.feed(data)
+                    if not out:
+                        continue
+                    if scrub:
+                        out = scrub(out)
+                    try:
+                        await resp.write(out)
+                    except ConnectionResetError:
+                        return resp
+                    last = out
+        except (SalvoError, builtins.TimeoutError) as exc:
+            failure = _stream_failure(exc, model)
+    if failure is None:
+        if framer.rest.strip() == _DONE_LINE:  # a terminator without its blank line
+            await _write_end(resp, _DONE)
+            return resp
+        if b"[DONE]" not in last[-32:]:
             failure = ProxyError(
-                504 if timed_out else 502,
-                f"The upstream stream for model {model!r} "
-                + ("ran out of time." if timed_out else "broke off."),
-                type="timeout_error" if timed_out else "server_error",
-                code="upstream_timeout" if timed_out else "upstream_stream",
+                502,
+                f"The upstream stream for model {model!r} ended without its [DONE] terminator.",
+                type="server_error",
+                code="upstream_stream",
             )
-    finally:
-        if complete:
-            upstream.release()
-        else:
-            upstream.close()
-    if failure is None and complete and b"[DONE]" not in tail:
-        failure = ProxyError(
-            502,
-            f"The upstream stream for model {model!r} ended without its [DONE] terminator.",
-            type="server_error",
-            code="upstream_stream",
-        )
-    if failure is not None:
-        await _write_end(resp, _sse_error(failure))
-    elif complete:
-        await _write_end(resp, b"")
+    await _write_end(resp, b"" if failure is None else _sse_error(failure))
     return resp
 
 
-async def _pump(
-    upstream: aiohttp.ClientResponse, resp: web.StreamResponse, idle_timeout: float | None
-) -> tuple[bool, bytes]:
-    """Copy until the upstream body ends: (True, its last bytes); (False, ...) when the
-    client went away first."""
-    content = upstream.content
-    tail = b""
-    while True:
-        if idle_timeout is None:
-            data = await content.readany()
-        else:
-            async with asyncio.timeout(idle_timeout):
-                data = await content.readany()
-        if not data:
-            return True, tail
-        try:
-            await resp.write(data)
-        except ConnectionResetError:
-            return False, tail
-        tail = data[-32:] if len(data) >= 32 else (tail + data)[-32:]
+def _stream_failure(exc: Exception, model: str) -> ProxyError:
+    if isinstance(exc, builtins.TimeoutError):  # salvo's (idle) or the deadline's
+        return ProxyError(
+            504,
+            f"The upstream stream for model {model!r} ran out of time.",
+            type="timeout_error",
+            code="upstream_timeout",
+        )
+    what = (
+        "carried an event over the proxy's size limit"
+        if isinstance(exc, StreamError)
+        else "broke off"
+    )
+    return ProxyError(
+        502,
+        f"The upstream stream for model {model!r} {what}.",
+        type="server_error",
+        code="upstream_stream",
+    )
 
 
 async def relay_chunks(

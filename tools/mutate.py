@@ -29,6 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: module -> the tests that exercise it (mutmut runs, for each mutant, those that reach it).
 MODULES: dict[str, list[str]] = {
+    # the seam: one attempt on the wire, and the response / stream it returns
+    "src/salvo/_call.py": [
+        "tests/test_seam.py",
+        "tests/test_seam_limits.py",
+        "tests/test_faults.py",
+        "tests/test_core_e2e.py",
+    ],
+    "src/salvo/_response.py": [
+        "tests/test_seam.py",
+        "tests/test_seam_limits.py",
+        "tests/test_faults.py",
+        "tests/test_proxy_passthrough.py",
+    ],
     "src/salvo/_limits.py": ["tests/test_limits.py", "tests/test_limits_accounting.py"],
     "src/salvo/_retry.py": [
         "tests/test_retry.py",
@@ -44,10 +57,24 @@ MODULES: dict[str, list[str]] = {
         "tests/test_errors_in_detail.py",
         "tests/test_limits_accounting.py",
     ],
-    "src/salvo/_fanout.py": ["tests/test_core_e2e.py", "tests/test_providers_e2e.py"],
+    # fan-out: batch and gather, the race engine (full, hedged, first-k), shielded cleanup
+    "src/salvo/_fanout.py": [
+        "tests/test_fanout_contract.py",
+        "tests/test_core_e2e.py",
+        "tests/test_budget.py",
+    ],
+    "src/salvo/_race.py": [
+        "tests/test_fanout_contract.py",
+        "tests/test_core_e2e.py",
+        "tests/test_hedge.py",
+        "tests/test_providers_e2e.py",
+    ],
+    "src/salvo/_closing.py": ["tests/test_race_cancel_storm.py", "tests/test_hedge.py"],
     "src/salvo/batches/_engine.py": [
         "tests/test_batch_local.py",
         "tests/test_batch_engine_totals.py",
+        "tests/test_batch_budget.py",
+        "tests/test_harden_deep_json.py",
     ],
 }
 

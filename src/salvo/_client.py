@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from . import _observe
 from ._call import CallOptions, first_byte_error, read_body, send
 from ._config import Config, load_config
 from ._errors import ConfigError, SalvoError
@@ -76,6 +77,8 @@ class Client:
         stream_idle_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 100,
+        otel_propagate: bool = False,
+        capture_content: bool = False,
     ) -> None:
         self.config = load_config(config)
         if isinstance(limits, Mapping):
@@ -88,6 +91,7 @@ class Client:
         self.stream_idle_timeout = stream_idle_timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self.max_concurrency = max_concurrency
+        self._observe = _observe.Settings(propagate=otel_propagate, capture_content=capture_content)
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
         self._options: dict[Any, CallOptions] = {}
@@ -248,7 +252,8 @@ class Client:
             return resp
 
         tokens = estimate_input_tokens(input) if opts.limiter.counts_tokens else 0
-        return await self._with_retries(opts, attempt, tokens)
+        trace = _observe.start(opts, "embeddings", params, settings=self._observe)
+        return await self._with_retries(opts, attempt, tokens, trace=trace)
 
     async def complete_with(
         self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
@@ -269,7 +274,8 @@ class Client:
             return resp
 
         tokens = _estimate(opts, messages, params)
-        return await self._with_retries(opts, attempt, tokens)
+        trace = _observe.start(opts, "chat", params, messages, settings=self._observe)
+        return await self._with_retries(opts, attempt, tokens, trace=trace)
 
     async def stream_with(
         self, opts: CallOptions, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
@@ -311,7 +317,8 @@ class Client:
             return stream
 
         tokens = _estimate(opts, messages, params)
-        return await self._with_retries(opts, attempt, tokens, deadline)
+        trace = _observe.start(opts, "chat", params, messages, stream=True, settings=self._observe)
+        return await self._with_retries(opts, attempt, tokens, deadline, trace=trace)
 
     # -- the machinery ---------------------------------------------------------------------
 
@@ -324,12 +331,19 @@ class Client:
         attempt: Callable[[], Coroutine[Any, Any, T]],
         tokens: int,
         deadline: float | None = None,
+        *,
+        trace: _observe.CallTrace | None = None,
     ) -> Coroutine[Any, Any, T]:
         """Run ``attempt`` (one request) under the key's limiter, retried per the policy, all
         within the call's deadline (loop time; by default ``opts.timeout`` from now)."""
         loop = self._check_loop()
         if deadline is None and opts.timeout is not None:
             deadline = loop.time() + opts.timeout
+        if trace is not None:  # observed (OpenTelemetry, or the proxy's records)
+            policy, stats = self.retry_policy, self._stats
+            return trace.run(
+                call_with_retries, opts, attempt, tokens, deadline, policy=policy, stats=stats
+            )
         return call_with_retries(
             opts, attempt, tokens, deadline, policy=self.retry_policy, stats=self._stats
         )
@@ -338,10 +352,14 @@ class Client:
         self, opts: CallOptions, req: HTTPRequest
     ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
         """Send and wait for the status line; an error status is read and raised here."""
+        if self._observe.propagate:
+            req = _observe.inject(req)
         return send(self._session or self._open(), opts, req)
 
     def _read_body(self, opts: CallOptions, req: HTTPRequest) -> Coroutine[Any, Any, bytes]:
         """Send and read the whole body (``first_byte_timeout`` covers its first bytes)."""
+        if self._observe.propagate:
+            req = _observe.inject(req)
         return read_body(self._session or self._open(), opts, req)
 
     # -- fan-out (the implementations live in _fanout) ---------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from ._errors import AllModelsFailedError, ConfigError, SalvoError
 from ._messages import CALL_KEYS, check_messages
 from ._models import parse_models
+from ._observe import fanout
 from ._stream import CompletionStream
 from ._types import ModelResponse
 
@@ -25,6 +26,7 @@ __all__ = ["Result", "abatch_completion", "agather_all", "arace"]
 Result: TypeAlias = ModelResponse | SalvoError
 
 
+@fanout("batch")
 async def abatch_completion(
     client: Client,
     model: str,
@@ -68,6 +70,7 @@ async def abatch_completion(
     return results  # type: ignore[return-value]
 
 
+@fanout("race")
 async def arace(
     client: Client,
     models: str | Sequence[str],
@@ -111,6 +114,7 @@ async def arace(
     return result
 
 
+@fanout("gather")
 async def agather_all(
     client: Client,
     models: str | Sequence[str],

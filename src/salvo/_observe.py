@@ -63,7 +63,7 @@ class Recorder(Protocol):
     def call_ended(self, trace: CallTrace) -> None: ...
     def retried(self) -> None: ...
     def waited(self, seconds: float) -> None: ...
-    def race_won(self, model: str) -> None: ...
+    def race_won(self, trace: CallTrace) -> None: ...
     def hedged(self, model: str) -> None: ...
 
 
@@ -316,13 +316,21 @@ class CallTrace:
         if self.span is not None:
             self.span.set_attribute("gen_ai.response.time_to_first_chunk", self.ttfc)
 
-    def passthrough_done(self, tail: bytes, error: BaseException | None = None) -> None:
+    def passthrough_done(self, tail: bytes, error: BaseException | str | None = None) -> None:
         """The proxy finished relaying a pass-through stream; ``tail`` is its last bytes
-        (the final chunk's ``usage``, when the upstream sent one, is read from them)."""
+        (the final chunk's ``usage``, when the upstream sent one, is read from them).
+        ``error``: why it stopped early (``"cancelled"``: the client went away)."""
         if self.ended:
             return
         if error is not None:
-            self.failed(error)
+            if isinstance(error, str):
+                self.error_type = error
+            else:
+                code = getattr(error, "code", None)
+                self.error_type = code if isinstance(code, str) else type(error).__qualname__
+            if self.fan is not None and self.fan.ranked:
+                self.outcome = "failed"
+            self._finish(force_end=True)
             return
         self._raw_response(_last_usage_event(tail))
         self._finish()
@@ -560,7 +568,7 @@ class FanTrace:
                 if otel is not None and otel.races_won is not None:
                     otel.races_won.add(1, {**child.attrs, "salvo.model": child.dep.name})
                 if self.record is not None:
-                    self.record.race_won(child.dep.name)
+                    self.record.race_won(child)
             elif child.outcome is None:
                 child.outcome = "lost"
             if child.span is not None and not child.span_done:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
+from .. import _observe
 from .._call import CallOptions
 from .._client import Client
 from .._errors import ConfigError, ResponseDecodeError, SalvoError
@@ -196,7 +197,9 @@ class ChatRoutes:
             send = functools.partial(client._send, opts, req)
             loop = asyncio.get_running_loop()
             deadline = None if opts.timeout is None else loop.time() + opts.timeout
-            upstream = await timed(timer, client._with_retries(opts, send, tokens, deadline))
+            trace = _observe.start(opts, "chat", top, stream=True)
+            retried = client._with_retries(opts, send, tokens, deadline, trace=trace)
+            upstream = await timed(timer, retried)
             return await relay_sse(
                 request,
                 timer,
@@ -204,9 +207,11 @@ class ChatRoutes:
                 model=model,
                 idle_timeout=opts.stream_idle_timeout,
                 deadline=deadline,
+                trace=trace,
             )
         read = functools.partial(_read_json, client, opts, req)
-        payload = await timed(timer, client._with_retries(opts, read, tokens))
+        trace = _observe.start(opts, "chat", top)
+        payload = await timed(timer, client._with_retries(opts, read, tokens, trace=trace))
         return web.Response(body=payload, headers=JSON_HEADERS)
 
     async def _translated(
@@ -303,7 +308,8 @@ class ChatRoutes:
             req = HTTPRequest("POST", url, dep.headers, _forward_body(dep, top))
             read = functools.partial(_read_json, client, opts, req)
             tokens = len(raw) // 4 if opts.limiter.counts_tokens else 0
-            payload = await timed(timer, client._with_retries(opts, read, tokens))
+            trace = _observe.start(opts, "embeddings", top)
+            payload = await timed(timer, client._with_retries(opts, read, tokens, trace=trace))
             return web.Response(body=payload, headers=JSON_HEADERS)
         params = _params(top)
         value = params.pop("input")

@@ -23,6 +23,7 @@ from typing import Any
 
 from .._config import Config, ModelEntry, load_config
 from .._errors import ConfigError
+from . import _log, _metrics
 from ._app import ProxyServer
 from ._settings import ProxySettings, check_config, load_settings
 
@@ -42,6 +43,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=4000, help="port to bind (4000; 0: any)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines (text)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -93,13 +97,15 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without a master key: set general_settings."
             "master_key in the config (or SALVO_MASTER_KEY), or bind to 127.0.0.1."
         )
+    _log.configure(args.log_format)  # salvo's log lines on stderr, one per request at INFO
     if args.workers == 1:
         try:
             asyncio.run(_serve(config, settings, args, args.port, announce=True))
         except OSError as exc:
             return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
         return 0
-    return _prefork(config, settings, args)
+    with _metrics.shared_across_workers():  # one /metrics summed over the workers
+        return _prefork(config, settings, args)
 
 
 def _announce(url: str, config: Config, settings: ProxySettings, workers: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -25,6 +25,7 @@ from ._errors import ProxyError, Redactor, error_body, from_exception
 if TYPE_CHECKING:
     import aiohttp
 
+    from .._observe import CallTrace
     from .._stream import CompletionStream
 
 __all__ = [
@@ -47,6 +48,7 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DONE = b"data: [DONE]\n\n"
+_TAIL = 2048  # bytes kept of a relayed stream: its [DONE] and its final usage chunk
 _ENCODE = msgspec.json.Encoder().encode
 _perf = time.perf_counter
 
@@ -112,6 +114,7 @@ async def relay_sse(
     model: str,
     idle_timeout: float | None,
     deadline: float | None = None,
+    trace: CallTrace | None = None,
 ) -> web.StreamResponse:
     """Relay an OpenAI-format SSE body chunk by chunk, as the bytes arrive.
 
@@ -131,7 +134,8 @@ async def relay_sse(
         await resp.prepare(request)
         try:
             with deadline_at(deadline):
-                complete, tail = await _pump(upstream, resp, idle_timeout)
+                first = None if trace is None else trace.first_chunk
+                complete, tail = await _pump(upstream, resp, idle_timeout, first)
         except Exception as exc:
             if not is_transport_error(exc):
                 raise
@@ -148,6 +152,8 @@ async def relay_sse(
             upstream.release()
         else:
             upstream.close()
+        if trace is not None:  # the span ends with the relay; usage from the final chunk
+            trace.passthrough_done(tail, None if complete else failure or "cancelled")
     if failure is None and complete and b"[DONE]" not in tail:
         failure = ProxyError(
             502,
@@ -163,10 +169,14 @@ async def relay_sse(
 
 
 async def _pump(
-    upstream: aiohttp.ClientResponse, resp: web.StreamResponse, idle_timeout: float | None
+    upstream: aiohttp.ClientResponse,
+    resp: web.StreamResponse,
+    idle_timeout: float | None,
+    first: Callable[[], None] | None = None,
 ) -> tuple[bool, bytes]:
-    """Copy until the upstream body ends: (True, its last bytes); (False, ...) when the
-    client went away first."""
+    """Copy until the upstream body ends: (True, its last bytes, enough to hold a final
+    usage chunk); (False, ...) when the client went away first. ``first()`` is called when
+    the first bytes arrive."""
     content = upstream.content
     tail = b""
     while True:
@@ -177,11 +187,14 @@ async def _pump(
                 data = await content.readany()
         if not data:
             return True, tail
+        if first is not None:
+            first()
+            first = None
         try:
             await resp.write(data)
         except ConnectionResetError:
             return False, tail
-        tail = data[-32:] if len(data) >= 32 else (tail + data)[-32:]
+        tail = data[-_TAIL:] if len(data) >= _TAIL else (tail + data)[-_TAIL:]
 
 
 async def relay_chunks(

@@ -4,11 +4,13 @@ checked against the fake provider's own records of each request."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -389,3 +391,21 @@ def test_api_without_sdk_records_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+async def test_readme_console_exporter_example_runs(fake: FakeProvider) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Observability", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {**os.environ, "OPENAI_BASE_URL": fake.openai_base, "OPENAI_API_KEY": "sk-readme-key-1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert '"name": "race"' in text and '"name": "chat gpt-4o-mini"' in text
+    assert '"salvo.race.outcome": "won"' in text
+    assert "gen_ai.client.operation.duration" in text and "gen_ai.client.token.usage" in text
+    assert "sk-readme-key-1" not in text

@@ -199,3 +199,94 @@ async def test_serve_metrics_add_up_across_workers(tmp_path: Path, workers: int)
     assert {r["model"] for r in access} == {"fast"}
     assert all(r["status"] == 200 and r["input_tokens"] == 3 for r in access)
     assert "cli-key" not in err.decode() and "Say hi" not in err.decode()
+
+
+# -- pass-through streams: spans and tokens ------------------------------------------------
+
+
+@pytest.fixture
+def otel() -> Any:
+    from salvo import _otel
+    from test_otel import Otel
+
+    o = Otel()
+    _otel.use_providers(o.tracer_provider, o.meter_provider)
+    try:
+        yield o
+    finally:
+        _otel.use_providers()
+        o.tracer_provider.shutdown()
+        o.meter_provider.shutdown()
+
+
+async def relay(s: Any, **body: Any) -> str:
+    payload = {"model": "fast", "messages": USER, "stream": True, **body}
+    async with s.http.post(s.url + "/v1/chat/completions", json=payload, headers=s.auth()) as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def test_passthrough_stream_tokens_from_the_final_usage_chunk(otel: Any) -> None:
+    usage = Behavior(chunks=5, prompt_tokens=9, completion_tokens=5, first_chunk_delay=0.1)
+    async with stack(settings={"stream_include_usage": True}) as s:
+        s.fake.script("gpt-4o-mini", usage)
+        text = await relay(s)
+        assert '"usage"' in text and text.rstrip().endswith("data: [DONE]")
+        (rec,) = s.fake.records
+        assert rec.body["stream_options"] == {"include_usage": True}  # the proxy asked
+        await relay(s, stream_options={"include_usage": False})  # the client's choice stands
+        assert s.fake.records[1].body["stream_options"] == {"include_usage": False}
+        m = samples(await scrape(s.http, s.url))
+    spans = [sp for sp in otel.spans() if sp.name == "chat gpt-4o-mini"]
+    assert len(spans) == 2
+    first = dict(spans[0].attributes or {})
+    assert first["gen_ai.usage.input_tokens"] == 9 and first["gen_ai.usage.output_tokens"] == 5
+    assert first["gen_ai.response.time_to_first_chunk"] >= 0.1
+    assert first["gen_ai.request.stream"] is True
+    assert "gen_ai.usage.input_tokens" not in dict(spans[1].attributes or {})  # none sent: none
+    fast = {"model": "fast", "provider": "openai"}
+    assert value(m, "salvo_input_tokens_total", **fast) == 9
+    assert value(m, "salvo_time_to_first_token_seconds_count", **fast) == 2
+
+
+async def test_passthrough_stream_without_the_setting_is_untouched() -> None:
+    async with stack() as s:
+        await relay(s)
+        assert "stream_options" not in s.fake.records[0].body
+
+
+async def test_broken_passthrough_stream_ends_its_span_with_an_error(
+    otel: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hostile: the upstream resets the connection mid-stream."""
+    caplog.set_level(logging.INFO, logger="salvo.proxy.access")
+    async with stack() as s:
+        s.fake.script("gpt-4o-mini", Behavior(chunks=6, fault="reset_mid_body"))
+        text = await relay(s)
+        assert "upstream_stream" in text
+        m = samples(await scrape(s.http, s.url))
+    (span,) = [sp for sp in otel.spans() if sp.name == "chat gpt-4o-mini"]
+    assert dict(span.attributes or {})["error.type"] == "upstream_stream"
+    assert value(m, "salvo_requests_total", model="fast", provider="openai", status="200") == 1
+    (line,) = [r for r in caplog.records if r.name == "salvo.proxy.access"]
+    assert line.salvo_request["model"] == "fast"  # type: ignore[attr-defined]
+
+
+async def test_client_gone_mid_stream_ends_the_span_as_cancelled(otel: Any) -> None:
+    """Hostile: the client disconnects while the proxy relays a slow stream."""
+    async with stack() as s:
+        s.fake.script("gpt-4o-mini", Behavior(chunks=50, chunk_interval=0.1))
+        payload = {"model": "fast", "messages": USER, "stream": True}
+        async with s.http.post(
+            s.url + "/v1/chat/completions", json=payload, headers=s.auth()
+        ) as resp:
+            await resp.content.readany()
+            resp.close()
+        (rec,) = s.fake.records
+        assert (await s.fake.wait_until_closed(rec, timeout=5)).disconnected is not None
+        for _ in range(100):
+            if otel.spans():
+                break
+            await asyncio.sleep(0.02)
+    (span,) = [sp for sp in otel.spans() if sp.name == "chat gpt-4o-mini"]
+    assert dict(span.attributes or {})["error.type"] == "cancelled"

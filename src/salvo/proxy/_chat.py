@@ -33,6 +33,7 @@ from .._types import ModelResponse
 from ..providers import HTTPRequest
 from ..providers.openai import OpenAIAdapter
 from ._errors import JSON_HEADERS, ProxyError, from_exception, model_not_found
+from ._metrics import ask_usage
 from ._relay import TIMER, Timer, read_body, relay_chunks, relay_sse, timed
 
 if TYPE_CHECKING:
@@ -191,6 +192,8 @@ class ChatRoutes:
         if "messages" not in top:
             raise ProxyError(400, "Missing required parameter: 'messages'.", param="messages")
         url = adapter.chat_url(dep.endpoint)
+        if stream:
+            ask_usage(top, self.state)  # stream_include_usage: true -> tokens for the metrics
         req = HTTPRequest("POST", url, dep.headers, _forward_body(dep, top))
         tokens = _token_estimate(opts, top, raw)
         if stream:

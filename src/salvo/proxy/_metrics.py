@@ -18,9 +18,11 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
+import msgspec
 from aiohttp import web
 
 from .._errors import ConfigError
@@ -175,13 +177,25 @@ class Metrics:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-def _public(state: ProxyState) -> bool:
-    value = state.config.setting("metrics_public", False)
+def _flag(state: ProxyState, key: str) -> bool:
+    value = state.config.setting(key, False)
     if not isinstance(value, bool):
         raise ConfigError(
-            f"{state.config.source}: setting 'metrics_public' must be true or false, not {value!r}."
+            f"{state.config.source}: setting {key!r} must be true or false, not {value!r}."
         )
     return value
+
+
+_ASK_USAGE: weakref.WeakKeyDictionary[ProxyState, bool] = weakref.WeakKeyDictionary()
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+
+
+def ask_usage(top: dict[str, msgspec.Raw], state: ProxyState) -> None:
+    """For a pass-through stream: ask the upstream for a final usage chunk (so that tokens
+    and cost are known) when the config sets ``stream_include_usage: true`` and the client
+    did not set ``stream_options`` itself. The client receives that chunk too."""
+    if "stream_options" not in top and _ASK_USAGE.get(state):
+        top["stream_options"] = _INCLUDE_USAGE
 
 
 def install(app: web.Application, state: ProxyState) -> None:
@@ -190,7 +204,8 @@ def install(app: web.Application, state: ProxyState) -> None:
 
     from ._log import ACCESS_LOG
 
-    public = _public(state)
+    public = _flag(state, "metrics_public")
+    _ASK_USAGE[state] = _flag(state, "stream_include_usage")
     metrics = Metrics() if available() else None
     aliases = state.aliases
 

@@ -409,3 +409,65 @@ async def test_readme_console_exporter_example_runs(fake: FakeProvider) -> None:
     assert '"salvo.race.outcome": "won"' in text
     assert "gen_ai.client.operation.duration" in text and "gen_ai.client.token.usage" in text
     assert "sk-readme-key-1" not in text
+
+
+async def test_stream_race_winner_won_and_ends_with_its_stream(
+    fake: FakeProvider, otel: Otel
+) -> None:
+    fake.script("fast", Behavior(chunks=3, chunk_interval=0.05))
+    fake.script("slow", Behavior(first_chunk_delay=5.0))
+    async with salvo.Client(config=config(fake, "fast", "slow")) as client:
+        stream = await client.arace(["fast", "slow"], MSGS, stream=True)
+        spans = otel.spans()
+        assert {s.name for s in spans} == {"race", "chat slow"}  # the winner is still open
+        (loser,) = [s for s in spans if s.name == "chat slow"]
+        assert attrs(loser)["salvo.race.outcome"] == "lost"
+        await stream.collect()
+    (won,) = [s for s in otel.spans() if s.name == "chat fast"]
+    assert attrs(won)["salvo.race.outcome"] == "won"
+    assert attrs(won)["gen_ai.response.time_to_first_chunk"] < span_seconds(won)
+
+
+async def test_first_k_helper_and_hedges(fake: FakeProvider, otel: Otel) -> None:
+    """The hooks a first_k / hedging implementation calls: ``@fanout("first_k")`` marks the
+    returned results won, ``hedge_started`` counts on the parent and in the metrics."""
+    from salvo._observe import fanout, hedge_started
+
+    fake.script("slow", Behavior(latency=5.0))
+
+    @fanout("first_k")
+    async def first_k(client: salvo.Client, models: list[str], k: int) -> list[Any]:
+        tasks = [
+            asyncio.create_task(client.complete_with(client.options(m, {}), MSGS, {}))
+            for m in models
+        ]
+        hedge_started(models[-1])
+        done: list[Any] = []
+        for next_done in asyncio.as_completed(tasks):
+            done.append(await next_done)
+            if len(done) == k:
+                break
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return done
+
+    async with salvo.Client(config=config(fake, "a", "b", "slow")) as client:
+        got = await first_k(client, ["a", "b", "slow"], 2)
+    assert len(got) == 2
+    spans = otel.spans()
+    (parent,) = [s for s in spans if s.name == "first_k"]
+    outcomes = {attrs(s)["salvo.model"]: attrs(s)["salvo.race.outcome"] for s in spans if s.parent}
+    assert outcomes == {"a": "won", "b": "won", "slow": "lost"}
+    assert attrs(parent)["salvo.hedges"] == 1
+    (hedges,) = otel.points("salvo.hedges")
+    assert hedges.value == 1 and hedges.attributes["salvo.model"] == "slow"
+
+
+async def test_embeddings_span(fake: FakeProvider, otel: Otel) -> None:
+    async with salvo.Client(config=config(fake, "e")) as client:
+        await client.aembedding("e", ["one", "two"])
+    (span,) = otel.spans()
+    a = attrs(span)
+    assert span.name == "embeddings e" and a["gen_ai.operation.name"] == "embeddings"
+    assert "gen_ai.request.stream" not in a and a["gen_ai.usage.input_tokens"] > 0

@@ -93,6 +93,8 @@ class RequestRecord:
                 self.ttft = trace.ttfc
         elif trace.fan.kind == "gather":
             self.model = self.provider = "gather"
+        elif not self.race_wins:  # a race (or first_k) that no one has won yet
+            self.model = "race"
 
     def retried(self) -> None:
         self.retries += 1

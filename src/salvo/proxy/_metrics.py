@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
@@ -136,27 +136,37 @@ class Metrics:
             registry=own,
         )
         self._own = own
+        # Labelled children, looked up once per (model, provider): the set is bounded (the
+        # config's aliases, "other", "race", "gather", "none").
+        self._series: dict[tuple[str, str], _Series] = {}
 
     def observe(self, rec: RequestRecord) -> None:
-        labels = (rec.model, rec.provider)
-        self.requests.labels(*labels, str(rec.status)).inc()
-        self.duration.labels(*labels).observe(rec.total)
-        self.upstream.labels(*labels).observe(rec.upstream)
+        key = (rec.model, rec.provider)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(self, *key)
+        status = rec.status
+        count = series.requests.get(status)
+        if count is None:
+            count = series.requests[status] = self.requests.labels(*key, str(status))
+        count.inc()
+        series.duration.observe(rec.total)
+        series.upstream.observe(rec.upstream)
+        series.limiter_wait.observe(rec.limiter_wait)
         if rec.ttft is not None:
-            self.ttft.labels(*labels).observe(rec.ttft)
+            series.ttft.observe(rec.ttft)
         if rec.input_tokens:
-            self.input_tokens.labels(*labels).inc(rec.input_tokens)
+            series.input_tokens.inc(rec.input_tokens)
         if rec.output_tokens:
-            self.output_tokens.labels(*labels).inc(rec.output_tokens)
+            series.output_tokens.inc(rec.output_tokens)
         if rec.cost:
-            self.cost.labels(*labels).inc(rec.cost)
+            series.cost.inc(rec.cost)
+        if rec.retries:
+            series.retries.inc(rec.retries)
         for model in rec.race_wins:
             self.race_wins.labels(model).inc()
         for model in rec.hedges:
             self.hedges.labels(model).inc()
-        self.limiter_wait.labels(*labels).observe(rec.limiter_wait)
-        if rec.retries:
-            self.retries.labels(*labels).inc(rec.retries)
         if rec.overhead is not None:
             self.overhead.observe(rec.overhead)
 
@@ -175,6 +185,33 @@ class Metrics:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class _Series:
+    """One (model, provider)'s labelled children."""
+
+    __slots__ = (
+        "cost",
+        "duration",
+        "input_tokens",
+        "limiter_wait",
+        "output_tokens",
+        "requests",
+        "retries",
+        "ttft",
+        "upstream",
+    )
+
+    def __init__(self, m: Metrics, model: str, provider: str) -> None:
+        self.requests: dict[int, Any] = {}
+        self.duration = m.duration.labels(model, provider)
+        self.upstream = m.upstream.labels(model, provider)
+        self.ttft = m.ttft.labels(model, provider)
+        self.input_tokens = m.input_tokens.labels(model, provider)
+        self.output_tokens = m.output_tokens.labels(model, provider)
+        self.cost = m.cost.labels(model, provider)
+        self.limiter_wait = m.limiter_wait.labels(model, provider)
+        self.retries = m.retries.labels(model, provider)
 
 
 def _flag(state: ProxyState, key: str) -> bool:

@@ -62,6 +62,7 @@ class CallTrace:
         "capture",
         "cost",
         "dep",
+        "end_attrs",
         "end_ns",
         "ended",
         "error_type",
@@ -115,6 +116,7 @@ class CallTrace:
         self.last_error: SalvoError | None = None
         self.error_type: str | None = None
         self.outcome: str | None = None
+        self.end_attrs: dict[str, Any] = {}  # the span's attributes known at its end
         address, port = server_of(ep.api_base)
         self.attrs: dict[str, Any] = {
             "gen_ai.operation.name": operation,
@@ -298,12 +300,12 @@ class CallTrace:
             return
         rid = getattr(result, "id", None)
         if rid:
-            span.set_attribute("gen_ai.response.id", rid)
+            self.end_attrs["gen_ai.response.id"] = rid
         choices = getattr(result, "choices", None)
         if choices:
             reasons = [c.finish_reason for c in choices if c.finish_reason]
             if reasons:
-                span.set_attribute("gen_ai.response.finish_reasons", reasons)
+                self.end_attrs["gen_ai.response.finish_reasons"] = reasons
             if self.capture:
                 out = [
                     {
@@ -313,7 +315,7 @@ class CallTrace:
                     }
                     for c in choices
                 ]
-                span.set_attribute("gen_ai.output.messages", to_json(out))
+                self.end_attrs["gen_ai.output.messages"] = to_json(out)
 
     def _raw_response(self, brief: Brief | None) -> None:
         from ._pricing import response_cost
@@ -328,10 +330,10 @@ class CallTrace:
         self.response_model = brief.model
         if self.span is not None:
             if brief.id:
-                self.span.set_attribute("gen_ai.response.id", brief.id)
+                self.end_attrs["gen_ai.response.id"] = brief.id
             reasons = [c.finish_reason for c in brief.choices or () if c.finish_reason]
             if reasons:
-                self.span.set_attribute("gen_ai.response.finish_reasons", reasons)
+                self.end_attrs["gen_ai.response.finish_reasons"] = reasons
 
     def _stream_usage(self, usage: Any) -> None:
         from ._pricing import response_cost
@@ -369,18 +371,20 @@ class CallTrace:
         span = self.span
         if span is None:
             return
+        end = self.end_attrs
         if self.response_model:
-            span.set_attribute("gen_ai.response.model", self.response_model)
+            end["gen_ai.response.model"] = self.response_model
         if self.input_tokens is not None:
-            span.set_attribute("gen_ai.usage.input_tokens", self.input_tokens)
+            end["gen_ai.usage.input_tokens"] = self.input_tokens
         if self.output_tokens is not None:
-            span.set_attribute("gen_ai.usage.output_tokens", self.output_tokens)
+            end["gen_ai.usage.output_tokens"] = self.output_tokens
         if self.cost is not None:
-            span.set_attribute("salvo.cost_usd", self.cost)
+            end["salvo.cost_usd"] = self.cost
         if self.error_type is not None:
-            span.set_attribute("error.type", self.error_type)
+            end["error.type"] = self.error_type
             if otel is not None:
                 span.set_status(otel.error_status(self.error_type))
+        span.set_attributes(end)
         fan = self.fan
         if fan is not None and fan.ranked and not fan.decided and not force_end:
             self.end_ns = time.time_ns()  # the race decides the outcome, then ends it

@@ -471,3 +471,67 @@ async def test_embeddings_span(fake: FakeProvider, otel: Otel) -> None:
     a = attrs(span)
     assert span.name == "embeddings e" and a["gen_ai.operation.name"] == "embeddings"
     assert "gen_ai.request.stream" not in a and a["gen_ai.usage.input_tokens"] > 0
+
+
+def test_a_trace_that_never_runs_starts_no_span(otel: Otel) -> None:
+    """A call refused after its trace was made (say, the client belongs to another loop)
+    leaves no span open: the span starts when the retry loop does."""
+    from salvo import _observe
+
+    client = salvo.Client()
+    opts = client.options("openai/m", {"api_base": "http://127.0.0.1:9/v1", "api_key": "k"})
+    trace = _observe.start(opts, "chat", {}, MSGS)
+    assert trace is not None and trace.span is None
+    assert otel.started.ids == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "reset_before_body",
+        "reset_mid_body",
+        "truncated_json",
+        "html_error",
+        "stall",
+        "midstream_error",
+        "no_terminator",
+    ],
+)
+@pytest.mark.parametrize(("stream", "interval"), [(False, 0.0), (True, 0.0), (True, 0.01)])
+async def test_faults_end_spans_with_their_error(
+    fake: FakeProvider, otel: Otel, fault: str, stream: bool, interval: float
+) -> None:
+    """Hostile: the fake misbehaves on the wire; every span ends, with the error's type
+    when the call failed, and the connection is closed. (Streams: all at once, where the
+    error waits behind the buffered chunks, and chunk by chunk.)"""
+    behavior = Behavior(fault=fault, chunks=4, stall_s=5.0, chunk_interval=interval)  # type: ignore[arg-type]
+    fake.script("m", behavior)
+    async with salvo.Client(
+        config=config(fake, "m"),
+        max_retries=1,
+        timeout=1.0,
+        retry_policy=salvo.RetryPolicy(wait=False),
+    ) as client:
+        try:
+            if stream:
+                async with await client.acompletion("m", MSGS, stream=True) as s:
+                    async for _ in s:
+                        pass
+            else:
+                await client.acompletion("m", MSGS)
+        except salvo.SalvoError as exc:
+            error: str | None = type(exc).__name__
+        else:
+            error = None
+    for rec in fake.records:
+        await fake.wait_until_closed(rec, timeout=5)
+    spans = otel.spans()
+    assert sorted(s.context.span_id for s in spans) == sorted(otel.started.ids)
+    (span,) = spans
+    a = attrs(span)
+    if error is None:
+        assert "error.type" not in a
+    else:  # before the first chunk or after it (a stream's failure reaches the caller later)
+        assert a["error.type"] == error
+        assert len([e for e in span.events if e.name == "salvo.retry"]) == len(fake.records) - 1
+    no_secrets(spans)

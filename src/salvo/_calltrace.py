@@ -12,6 +12,8 @@ finished too late) or ``failed``.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 import msgspec
 
 from ._errors import ProviderError, SalvoError
+from ._http import is_transport_error, translate_transport_error
 from ._otel import Otel, provider_name, server_of
 from ._usage import Brief, decode_brief, last_usage_event, param, to_json
 
@@ -70,10 +73,12 @@ class CallTrace:
         "input_tokens",
         "last_error",
         "limiter_wait",
+        "name",
         "open_stream",
         "otel",
         "outcome",
         "output_tokens",
+        "pending",
         "record",
         "released",
         "response_model",
@@ -126,6 +131,8 @@ class CallTrace:
             "server.port": port,
         }
         self.span: Span | None = None
+        self.pending: dict[str, Any] | None = None  # the span's attributes, until run()
+        self.name = f"{operation} {ep.model}"
         if otel is not None and otel.tracer is not None:
             attrs = dict(self.attrs)
             attrs["salvo.model"] = dep.name
@@ -142,9 +149,7 @@ class CallTrace:
                         attrs[name] = value
             if self.capture and messages is not None:
                 attrs["gen_ai.input.messages"] = to_json(messages)
-            self.span = otel.tracer.start_span(
-                f"{operation} {ep.model}", kind=otel.client_kind, attributes=attrs
-            )
+            self.pending = attrs
         if self.fan is not None:
             self.fan.add(self)
 
@@ -159,7 +164,13 @@ class CallTrace:
         **kwargs: Any,
     ) -> T:
         """``retry(call, attempt, *args, **kwargs)`` (the client's retry loop) with this
-        trace's limiter and attempt wrappers in place, the trace current for propagation."""
+        trace's limiter and attempt wrappers in place, the trace current for propagation.
+        The span starts here, so that a call that never gets this far leaves none open."""
+        self.started = _perf()
+        attrs, self.pending = self.pending, None
+        if attrs is not None and self.otel is not None and self.otel.tracer is not None:
+            kind = self.otel.client_kind
+            self.span = self.otel.tracer.start_span(self.name, kind=kind, attributes=attrs)
         token = CURRENT.set(self)
         try:
             result = await retry(_TracedCall(opts, self), self._wrap(attempt), *args, **kwargs)
@@ -220,6 +231,7 @@ class CallTrace:
         self.released = True
         if self.open_stream:
             self.open_stream = False
+            self.error_type = _stream_error(self.result, sys.exc_info()[1])
             self._stream_usage(getattr(self.result, "_usage", None))
             self._finish()
 
@@ -232,7 +244,8 @@ class CallTrace:
             if self.span is not None:
                 self.span.set_attribute("gen_ai.response.time_to_first_chunk", self.ttfc)
             if hasattr(result, "_hold_slot"):  # a CompletionStream: ends when it closes
-                if self.released:
+                if self.released:  # it already has: the whole body came with the first read
+                    self.error_type = _stream_error(result, None)
                     self._stream_usage(getattr(result, "_usage", None))
                     self._finish()
                 else:
@@ -399,6 +412,32 @@ class CallTrace:
         if self.outcome is not None:
             span.set_attribute("salvo.race.outcome", self.outcome)
         span.end(end_time=end_ns)
+
+
+def _stream_error(stream: Any, exc: BaseException | None) -> str | None:
+    """Why a CompletionStream closed, as ``error.type``; None for a clean end or the caller
+    closing it early. The stream closes itself inside the ``except`` block that caught the
+    failure, so the exception being handled is the cause; a stream that reached EOF without
+    its terminator closes outside one. (Reads CompletionStream's internals until its close
+    callback carries the error itself.)"""
+    deferred = getattr(stream, "_error", None)  # to be raised after the buffered chunks
+    if deferred is not None:
+        return type(deferred).__name__
+    if exc is None or isinstance(exc, GeneratorExit | StopAsyncIteration):
+        parser = getattr(stream, "_parser", None)
+        resp = getattr(stream, "_resp", None)
+        if parser is None or resp is None or parser.done or getattr(stream, "_ends_at_eof", True):
+            return None
+        return "StreamError" if resp.content.at_eof() else None
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, builtins.TimeoutError) and not isinstance(exc, SalvoError):
+        return "TimeoutError"
+    if is_transport_error(exc):
+        ep = stream._ep
+        err = translate_transport_error(exc, provider=ep.provider, model=ep.model, url="")
+        return type(err).__name__
+    return type(exc).__name__
 
 
 class _TracedLimiter:

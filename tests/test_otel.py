@@ -27,6 +27,7 @@ from salvo import _otel
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "a secret prompt"}]
+DURATION = "gen_ai.client.operation.duration"
 
 
 class Started(SpanProcessor):
@@ -161,6 +162,11 @@ async def test_race_of_three_one_winner_two_cancelled_losers(
     no_secrets(spans)
     (win,) = otel.points("salvo.race.wins")
     assert win.value == 1 and win.attributes["salvo.model"] == "fast"
+    durations = sorted(
+        (p.attributes["gen_ai.request.model"], p.attributes.get("error.type"), p.count)
+        for p in otel.points(DURATION)
+    )
+    assert durations == [("fast", None, 1), ("mid", "cancelled", 1), ("slow", "cancelled", 1)]
 
 
 async def test_failed_call_has_error_type_and_retries_as_events(

@@ -366,6 +366,8 @@ class CallTrace:
             attrs["gen_ai.response.model"] = self.response_model
         if self.error_type is not None:
             attrs["error.type"] = self.error_type
+        elif self.outcome == "lost" and self.result is None:  # a race's loser, cancelled:
+            attrs["error.type"] = "cancelled"  # its duration is not an answer's latency
         otel = self.otel
         if otel is not None and otel.duration is not None:
             otel.duration.record(elapsed, attrs)

@@ -157,7 +157,8 @@ class FanTrace:
         if span is not None:
             if winners:
                 span.set_attribute("salvo.race.winners", winners)
-            span.set_attribute("salvo.fanout.contenders", len(self.children))
+            if self.ranked:
+                span.set_attribute("salvo.fanout.contenders", len(self.children))
 
     def end(self, exc: BaseException | None) -> None:
         span = self.span

@@ -290,3 +290,31 @@ async def test_client_gone_mid_stream_ends_the_span_as_cancelled(otel: Any) -> N
             await asyncio.sleep(0.02)
     (span,) = [sp for sp in otel.spans() if sp.name == "chat gpt-4o-mini"]
     assert dict(span.attributes or {})["error.type"] == "cancelled"
+
+
+async def test_malformed_requests_count_under_none() -> None:
+    """Hostile: bodies that are not JSON, or name no model, are counted (status 400) with the
+    model label "none"; a wrong key on /metrics is refused."""
+    async with stack() as s:
+        for body in (b"{not json", b"", b'{"messages": []}', b"[" * 10000):
+            async with s.http.post(
+                s.url + "/v1/chat/completions", data=body, headers=s.auth()
+            ) as resp:
+                assert resp.status == 400
+        async with s.http.get(s.url + "/metrics", headers=s.auth("sk-wrong")) as resp:
+            assert resp.status == 401
+        m = samples(await scrape(s.http, s.url))
+    assert value(m, "salvo_requests_total", model="none", provider="none", status="400") == 4
+
+
+async def test_without_prometheus_client_metrics_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from salvo.proxy import _metrics
+
+    monkeypatch.setattr(_metrics, "available", lambda: False)
+    async with stack() as s:
+        await s.oai.chat.completions.create(model="fast", messages=USER)  # still served
+        async with s.http.get(s.url + "/metrics", headers=s.auth()) as resp:
+            assert resp.status == 501
+            assert "salvo-llm[metrics]" in (await resp.json())["error"]["message"]

@@ -541,3 +541,29 @@ async def test_faults_end_spans_with_their_error(
         assert a["error.type"] == error
         assert len([e for e in span.events if e.name == "salvo.retry"]) == len(fake.records) - 1
     no_secrets(spans)
+
+
+async def test_soak_with_tracing_on_ends_every_span(
+    otel: Otel, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hostile: the soak (batch calls and streams through every fault mode, see test_soak),
+    smaller, with spans and metrics recorded. Its own checks still hold, and every span that
+    started ended: one per call, each failed call with its error.type. (First-byte limit
+    raised: the in-memory exporter keeps every span, so the collector's pauses grow.)"""
+    import test_soak
+
+    n, streams = 6000, 400  # enough for the soak's own check: > 1000 "retried then ok"
+    monkeypatch.setattr(test_soak, "N", n)
+    monkeypatch.setattr(test_soak, "STREAMS", streams)
+    monkeypatch.setattr(test_soak, "FIRST_BYTE", 3.0)
+    await test_soak.test_soak_every_fault_mode(capsys)
+    spans = otel.spans()
+    assert len(otel.started.ids) == len(spans)
+    assert sorted(s.context.span_id for s in spans) == sorted(otel.started.ids)
+    calls = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert len(calls) == n + streams
+    (batch,) = [s for s in spans if s.name == "batch"]
+    assert sum(1 for s in calls if s.parent and s.parent.span_id == batch.context.span_id) == n
+    failed = [s for s in calls if "error.type" in attrs(s)]
+    assert failed and all(s.status.status_code is StatusCode.ERROR for s in failed)
+    assert sum(p.count for p in otel.points(DURATION)) == n + streams

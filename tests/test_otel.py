@@ -567,3 +567,56 @@ async def test_soak_with_tracing_on_ends_every_span(
     failed = [s for s in calls if "error.type" in attrs(s)]
     assert failed and all(s.status.status_code is StatusCode.ERROR for s in failed)
     assert sum(p.count for p in otel.points(DURATION)) == n + streams
+
+
+def test_global_providers_set_after_the_first_call_are_picked_up() -> None:
+    """The user's path: the SDK installed through the API's globals, even after salvo has
+    already made calls (and found nothing to report to)."""
+    code = textwrap.dedent(
+        """
+        import asyncio
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import salvo
+        from salvo.testing import FakeProvider
+
+        async def main():
+            async with FakeProvider() as fake:
+                kw = dict(api_base=fake.openai_base, api_key="k")
+                msgs = [{"role": "user", "content": "x"}]
+                async with salvo.Client() as c:
+                    await c.acompletion("openai/before", msgs, **kw)
+                    exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+                    tp = TracerProvider()
+                    tp.add_span_processor(SimpleSpanProcessor(exporter))
+                    trace.set_tracer_provider(tp)
+                    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+                    await c.acompletion("openai/after", msgs, **kw)
+            names = [s.name for s in exporter.get_finished_spans()]
+            data = reader.get_metrics_data()
+            scopes = [sm for rm in data.resource_metrics for sm in rm.scope_metrics]
+            metric_names = {m.name for sm in scopes for m in sm.metrics}
+            print(names, "gen_ai.client.operation.duration" in metric_names)
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['chat after'] True"
+
+
+def test_provider_reader_falls_back_to_the_public_getter() -> None:
+    """Should a future API move its private global, the public getter is used, with its
+    default proxy provider counted as none."""
+    from opentelemetry.trace import ProxyTracerProvider
+
+    tp = TracerProvider()
+    read = _otel._reader(None, "_TRACER_PROVIDER", ProxyTracerProvider, "ProxyTracerProvider")
+    assert read() is None
+    read = _otel._reader(None, "_TRACER_PROVIDER", lambda: tp, "ProxyTracerProvider")
+    assert read() is tp

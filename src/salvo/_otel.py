@@ -12,6 +12,7 @@ Names follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``, ``serve
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -154,7 +155,9 @@ class _Probe:
     )
 
     def __init__(self) -> None:
-        self.trace_mod: Any = None  # opentelemetry.trace, once imported; False: not installed
+        # Readers of the global tracer and meter providers, once the API is imported; False:
+        # the API is not installed.
+        self.trace_mod: Any = None
         self.metrics_mod: Any = None
         self.tracer_provider: Any = None
         self.meter_provider: Any = None
@@ -168,13 +171,11 @@ _PROBE = _Probe()
 def _import() -> bool:
     p = _PROBE
     try:
-        import opentelemetry.metrics._internal as metrics_mod
-        import opentelemetry.trace as trace_mod
+        from opentelemetry import metrics, trace
     except ImportError:
         p.trace_mod = False
         return False
     # A provider named by environment variable is only loaded by the getters: load it now.
-    from opentelemetry import metrics, trace
     from opentelemetry.environment_variables import (
         OTEL_PYTHON_METER_PROVIDER,
         OTEL_PYTHON_TRACER_PROVIDER,
@@ -184,23 +185,47 @@ def _import() -> bool:
         trace.get_tracer_provider()
     if OTEL_PYTHON_METER_PROVIDER in os.environ:
         metrics.get_meter_provider()
-    p.trace_mod, p.metrics_mod = trace_mod, metrics_mod
+    p.trace_mod = _reader(
+        trace, "_TRACER_PROVIDER", trace.get_tracer_provider, "ProxyTracerProvider"
+    )
+    metrics_internal: Any = None
+    try:
+        import opentelemetry.metrics._internal as metrics_internal
+    except ImportError:  # pragma: no cover - a future API without it
+        pass
+    p.metrics_mod = _reader(
+        metrics_internal, "_METER_PROVIDER", metrics.get_meter_provider, "_ProxyMeterProvider"
+    )
     return True
+
+
+def _reader(module: Any, attr: str, getter: Any, proxy_name: str) -> Any:
+    """How to read the global provider (None until one is set): the API module's global
+    itself, two attribute reads a call; should a future API move it, the public getter, with
+    its default proxy provider counted as none."""
+    if module is not None and hasattr(module, attr):
+        return functools.partial(getattr, module, attr)
+
+    def public() -> Any:
+        provider = getter()
+        return None if type(provider).__name__ == proxy_name else provider
+
+    return public
 
 
 def current() -> Otel | None:
     """The live instrumentation, or None when there is nothing to report to (the common,
-    cheap case: two module attribute reads once the API is imported)."""
+    cheap case: two reads of the API's globals once it is imported)."""
     p = _PROBE
     if p.override is not None:
         return p.override
-    trace_mod = p.trace_mod
-    if not trace_mod:
-        if trace_mod is False or not _import():
+    read_tp = p.trace_mod
+    if not read_tp:
+        if read_tp is False or not _import():
             return None
-        trace_mod = p.trace_mod
-    tp = getattr(trace_mod, "_TRACER_PROVIDER", None)
-    mp = getattr(p.metrics_mod, "_METER_PROVIDER", None)
+        read_tp = p.trace_mod
+    tp = read_tp()
+    mp = p.metrics_mod()
     if tp is p.tracer_provider and mp is p.meter_provider:
         return p.last
     p.tracer_provider, p.meter_provider = tp, mp

@@ -191,3 +191,30 @@ async def test_a_stream_cancelled_while_read_ends_its_span(
     (span,) = otel.spans()
     assert attrs(span)["error.type"] == "cancelled"
     assert attrs(span)["gen_ai.response.time_to_first_chunk"] > 0
+
+
+@pytest.mark.parametrize(
+    ("provider", "prefix", "base"),
+    [
+        ("openai", "openai", "openai_base"),
+        ("anthropic", "anthropic", "anthropic_base"),
+        ("gemini", "gemini", "gemini_base"),  # a stream that ends at EOF, not at a terminator
+        ("cohere", "cohere", "cohere_base"),
+    ],
+)
+async def test_stream_spans_of_every_wire_format_end_clean_with_usage(
+    fake: FakeProvider, otel: Recorded, provider: str, prefix: str, base: str
+) -> None:
+    usage = Behavior(chunks=3, prompt_tokens=11, completion_tokens=4, include_usage=True)
+    fake.script("m", usage)
+    entry = {"model": f"{prefix}/m", "api_base": getattr(fake, base), "api_key": "k"}
+    async with salvo.Client(config={"model_list": [{"model_name": "s", "params": entry}]}) as c:
+        stream = await c.acompletion("s", MSGS, stream=True)
+        resp = await stream.collect()
+        (rec,) = fake.records_for("m")
+        assert (await fake.wait_until_closed(rec, timeout=5)).completed is not None
+    (span,) = otel.spans()
+    a = attrs(span)
+    assert resp.usage is not None and resp.usage.prompt_tokens == 11
+    assert a["gen_ai.usage.input_tokens"] == 11 and a["gen_ai.usage.output_tokens"] == 4
+    assert "error.type" not in a and a["gen_ai.provider.name"]

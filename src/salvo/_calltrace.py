@@ -13,27 +13,24 @@ finished too late) or ``failed``.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
 from ._errors import ProviderError, SalvoError
-from ._http import is_transport_error, translate_transport_error
 from ._otel import Otel, provider_name, server_of
 from ._stream import CompletionStream
+from ._traced import TracedCall, stream_error
 from ._usage import Brief, decode_brief, last_usage_event, param, to_json
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from ._call import Route
-    from ._limits import KeyLimiter
-    from ._models import Deployment
     from ._observe import FanTrace
 
 __all__ = ["CURRENT", "FAN", "RECORD", "CallTrace", "Recorder"]
@@ -172,7 +169,7 @@ class CallTrace:
             self.span = self.otel.tracer.start_span(self.name, kind=kind, attributes=attrs)
         token = CURRENT.set(self)
         try:
-            result = await retry(_TracedCall(opts, self), self._wrap(attempt), *args, **kwargs)
+            result = await retry(TracedCall(opts, self), self._wrap(attempt), *args, **kwargs)
         except BaseException as exc:
             self.failed(exc)
             raise
@@ -228,7 +225,7 @@ class CallTrace:
         inside the close, so the exception being handled (if any) is why it closed."""
         stream = self.result
         if isinstance(stream, CompletionStream):
-            self.error_type = _stream_error(stream, sys.exc_info()[1], self.dep)
+            self.error_type = stream_error(stream, sys.exc_info()[1], self.dep)
             self._stream_usage(stream.usage)
         self._finish()
 
@@ -406,70 +403,3 @@ class CallTrace:
         if self.outcome is not None:
             span.set_attribute("salvo.race.outcome", self.outcome)
         span.end(end_time=end_ns)
-
-
-def _stream_error(
-    stream: CompletionStream, exc: BaseException | None, dep: Deployment
-) -> str | None:
-    """Why a CompletionStream closed, as ``error.type``; None for a clean end or the caller
-    closing it early. The stream closes inside the ``except`` block that caught the failure,
-    so the exception being handled is the cause; a body that ended under the stream before
-    its terminator closes outside one (the stream is then neither closed by its reader nor
-    finished). Known limit: a last event without its blank line, read only at EOF, counts as
-    ending before the terminator here."""
-    deferred = stream.pending_error  # to be raised after the buffered chunks
-    if deferred is not None:
-        return type(deferred).__name__
-    if exc is None or isinstance(exc, GeneratorExit | StopAsyncIteration):
-        if stream.closed or stream.finished:
-            return None
-        return "StreamError"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(exc, builtins.TimeoutError) and not isinstance(exc, SalvoError):
-        return "TimeoutError"
-    if is_transport_error(exc):
-        ep = dep.endpoint
-        err = translate_transport_error(exc, provider=ep.provider, model=ep.model, url="")
-        return type(err).__name__
-    return type(exc).__name__
-
-
-class _TracedLimiter:
-    """A KeyLimiter seen through a trace: waits are timed. (A stream's slot releases the
-    route's own limiter: ``_call.Slot``.)"""
-
-    __slots__ = ("_limiter", "_trace")
-
-    def __init__(self, limiter: KeyLimiter, trace: CallTrace) -> None:
-        self._limiter = limiter
-        self._trace = trace
-
-    @property
-    def counts_tokens(self) -> bool:
-        return self._limiter.counts_tokens
-
-    async def acquire(self, tokens: int = 0) -> None:
-        t = _perf()
-        await self._limiter.acquire(tokens)
-        self._trace.waited(_perf() - t)
-
-    def release(self, tokens: int = 0, used: int | None = None) -> None:
-        self._limiter.release(tokens, used)
-
-    def pause(self, seconds: float) -> None:
-        self._limiter.pause(seconds)
-
-
-class _TracedCall:
-    """The call's Route, as the retry loop sees it (``RetryCall``), with the traced limiter."""
-
-    __slots__ = ("limiter", "max_retries", "model", "provider", "secret", "timeout")
-
-    def __init__(self, opts: Route, trace: CallTrace) -> None:
-        self.limiter = cast("KeyLimiter", _TracedLimiter(opts.limiter, trace))
-        self.max_retries = opts.max_retries
-        self.timeout = opts.timeout
-        self.provider = opts.provider
-        self.model = opts.model
-        self.secret = opts.secret

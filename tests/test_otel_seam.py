@@ -218,3 +218,31 @@ async def test_stream_spans_of_every_wire_format_end_clean_with_usage(
     assert resp.usage is not None and resp.usage.prompt_tokens == 11
     assert a["gen_ai.usage.input_tokens"] == 11 and a["gen_ai.usage.output_tokens"] == 4
     assert "error.type" not in a and a["gen_ai.provider.name"]
+
+
+async def test_a_traced_stream_dropped_unclosed_is_freed_at_once(
+    fake: FakeProvider, otel: Recorded
+) -> None:
+    """Hostile: the caller drops a traced stream without closing it. Tracing must not tie
+    the stream into a reference cycle: it is freed at once (the cycle collector off), warns,
+    gives its limiter slot back, drops its connection and ends its span."""
+    import gc
+
+    fake.script("m", Behavior(chunks=20, chunk_interval=0.1))
+    cfg = config(fake, "m")
+    cfg["model_list"][0]["params"]["max_parallel_requests"] = 1
+    async with salvo.Client(config=cfg) as client:
+        stream = await client.acompletion("m", MSGS, stream=True)
+        limiter = client.route("m", {}).limiter
+        assert limiter.in_flight == 1
+        gc.disable()
+        try:
+            with pytest.warns(ResourceWarning, match="Unclosed salvo stream"):
+                del stream
+        finally:
+            gc.enable()
+        assert limiter.in_flight == 0
+        (span,) = otel.spans()
+        assert span.name == "chat m" and "gen_ai.response.time_to_first_chunk" in attrs(span)
+        (rec,) = fake.records_for("m")
+        assert (await fake.wait_until_closed(rec, timeout=5)).disconnected is not None

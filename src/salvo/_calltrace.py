@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -222,12 +223,18 @@ class CallTrace:
 
     def _stream_closed(self, used: int | None) -> None:
         """A CompletionStream's close callback: the span ends with the stream. It runs
-        inside the close, so the exception being handled (if any) is why it closed."""
-        stream = self.result
+        inside the close, so the exception being handled (if any) is why it closed. (A
+        stream dropped unclosed is gone by then: its span ends without its usage.)"""
+        stream = self.answer()
         if isinstance(stream, CompletionStream):
             self.error_type = stream_error(stream, sys.exc_info()[1], self.dep)
             self._stream_usage(stream.usage)
         self._finish()
+
+    def answer(self) -> Any:
+        """What the call returned (a stream only while something else keeps it), or None."""
+        result = self.result
+        return result() if isinstance(result, weakref.ref) else result
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -238,6 +245,10 @@ class CallTrace:
             if self.span is not None:
                 self.span.set_attribute("gen_ai.response.time_to_first_chunk", self.ttfc)
             if isinstance(result, CompletionStream):  # ends when it closes (at once if it has)
+                # Held weakly: the stream's close callback holds this trace, and a stream
+                # its caller drops unclosed must be freed (slot back) at once, not by the
+                # cycle collector.
+                self.result = weakref.ref(result)
                 result.add_close_callback(self._stream_closed)
             return  # a raw ResponseStream (the proxy's relay): ended by passthrough_done()
         self._response(result)

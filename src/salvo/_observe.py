@@ -130,7 +130,8 @@ class FanTrace:
         winners = []
         otel = self.otel
         for child in self.children:
-            if child.result is not None and id(child.result) in won:
+            answer = child.answer()
+            if answer is not None and id(answer) in won:
                 child.outcome = "won"
                 winners.append(child.dep.name)
                 if otel is not None and otel.races_won is not None:

@@ -45,6 +45,7 @@ class CompletionStream:
     """
 
     __slots__ = (
+        "__weakref__",  # salvo's tracing holds a stream weakly (_calltrace)
         "_closed",
         "_decoder",
         "_ends_at_eof",

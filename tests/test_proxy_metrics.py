@@ -318,3 +318,32 @@ async def test_without_prometheus_client_metrics_says_which_extra(
         async with s.http.get(s.url + "/metrics", headers=s.auth()) as resp:
             assert resp.status == 501
             assert "salvo-llm[metrics]" in (await resp.json())["error"]["message"]
+
+
+def test_one_logging_setup_for_both_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--log-format`` and ``--log-level`` drive one handler per logger: configured twice,
+    each logger still has one, in the last format, from the last level."""
+    from salvo.proxy import _log
+
+    loggers = [logging.getLogger(n) for n in ("salvo", "aiohttp")]
+    saved = [(lg.level, list(lg.handlers)) for lg in loggers]
+    try:
+        _log.configure("json", "WARNING")
+        _log.configure("text", "INFO")
+        _log.configure("json", "WARNING")
+        for lg in loggers:
+            (handler,) = [h for h in lg.handlers if h not in saved[loggers.index(lg)][1]]
+            assert isinstance(handler.formatter, _log.JSONFormatter)
+            assert lg.level == logging.WARNING
+        _log.ACCESS_LOG.info("hidden at WARNING")
+        logging.getLogger("salvo.proxy").warning("POST /x answered %d", 502)
+        (line,) = capsys.readouterr().err.splitlines()
+        rec = json.loads(line)
+        assert (rec["level"], rec["logger"]) == ("WARNING", "salvo.proxy")
+        assert rec["message"] == "POST /x answered 502"
+        with pytest.raises(ValueError, match="log format"):
+            _log.configure("xml")
+    finally:
+        for lg, (level, handlers) in zip(loggers, saved, strict=True):
+            lg.handlers[:] = handlers
+            lg.setLevel(level)

@@ -47,13 +47,21 @@ TARGETS = ("direct", "raw", "proxy")
 _LABELS = {"direct": "fake direct", "raw": "raw aiohttp relay", "proxy": "salvo proxy"}
 
 
-def _start(cmd: list[str], marker: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ})
+def _start(
+    cmd: list[str], marker: str, log: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``cmd``; its stderr goes to ``log`` when given (the proxy's access lines, one per
+    request: written as in production, kept off the terminal)."""
+    with open(log, "w") if log else contextlib.nullcontext() as err:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ}
+        )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if marker not in line:
         proc.kill()
-        raise SystemExit(f"{cmd[:4]} did not start: {line!r}")
+        detail = log.read_text()[-2000:] if log else ""
+        raise SystemExit(f"{cmd[:4]} did not start: {line!r} {detail}")
     return proc, line.split(marker, 1)[1].split()[0]
 
 
@@ -166,6 +174,7 @@ def main() -> int:
                 [sys.executable, "-m", "salvo.cli", "serve", "--config", str(config),
                  "--port", "0", "--workers", str(args.workers)],
                 "listening on ",
+                Path(tmp) / "proxy.log",
             )  # fmt: skip
             procs.append(proxy)
             urls = {"direct": fake_url, "raw": raw_url, "proxy": proxy_url}

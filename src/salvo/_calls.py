@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._errors import ConfigError
 from ._limits import estimate_input_tokens
 from ._pricing import response_cost
@@ -49,7 +50,8 @@ async def complete(
         return out
 
     tokens = estimate_chat_tokens(route, messages, params)
-    return await client.send(req, route, accept=accept, tokens=tokens)
+    trace = _observe.start(route, "chat", params, messages, capture_content=client.capture_content)
+    return await client.send(req, route, accept=accept, tokens=tokens, trace=trace)
 
 
 async def open_completion_stream(
@@ -82,8 +84,11 @@ async def open_completion_stream(
         return stream
 
     tokens = estimate_chat_tokens(route, messages, params)
+    trace = _observe.start(
+        route, "chat", params, messages, stream=True, capture_content=client.capture_content
+    )
     return await client.send(
-        req, route, stream=True, accept=accept, tokens=tokens, deadline=deadline
+        req, route, stream=True, accept=accept, tokens=tokens, deadline=deadline, trace=trace
     )
 
 
@@ -109,4 +114,5 @@ async def embed(
         return out
 
     tokens = estimate_input_tokens(input) if route.limiter.counts_tokens else 0
-    return await client.send(req, route, accept=accept, tokens=tokens)
+    trace = _observe.start(route, "embeddings", params)
+    return await client.send(req, route, accept=accept, tokens=tokens, trace=trace)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from . import _compat
+from . import _compat, _observe
 from ._aio import asyncio_loop
 from ._body import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
 from ._budget import Budget, LocalBudget, spend_call, spend_stream
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     import os
 
     import aiohttp
+
+    from ._calltrace import CallTrace
 
 __all__ = ["Client"]
 
@@ -87,6 +89,8 @@ class Client:
         hedge_budget: float | None = 0.1,
         hedge_delay: float = 1.0,
         budget_usd: float | Budget | None = None,
+        otel_propagate: bool = False,
+        capture_content: bool = False,
     ) -> None:
         """``max_body_bytes``: the largest decoded response body read into memory (64 MB);
         ``max_event_bytes``: the largest single SSE event of a stream (16 MB). Past either,
@@ -94,7 +98,10 @@ class Client:
         ``hedge_budget``: hedged races may add at most this fraction of extra requests over a
         rolling window (None: no cap); ``hedge_delay``: the delay of ``hedge="pNN"`` until a
         deployment has enough latency samples; ``budget_usd``: a spend budget for every chat
-        call (a number, or any object with ``reserve``/``settle``, e.g. a shared one)."""
+        call (a number, or any object with ``reserve``/``settle``, e.g. a shared one).
+        ``otel_propagate``: add the call's OpenTelemetry trace context (``traceparent``) to each
+        upstream request (off by default: some providers reject unknown headers; needs the
+        ``otel`` extra); ``capture_content``: record messages in the spans (never by default)."""
         _check_size("max_body_bytes", max_body_bytes)
         _check_size("max_event_bytes", max_event_bytes)
         self.config = load_config(config)
@@ -110,6 +117,10 @@ class Client:
         self.max_concurrency = max_concurrency
         self.max_body_bytes = max_body_bytes
         self.max_event_bytes = max_event_bytes
+        if otel_propagate:
+            _observe.check_propagation()
+        self.otel_propagate = otel_propagate
+        self.capture_content = capture_content
         self._state = _State.UNOPENED
         self._session: aiohttp.ClientSession | None = None
         self._options = RouteTable(self.config, self._limiters, self)
@@ -311,6 +322,7 @@ class Client:
         accept: None = None,
         tokens: int = 0,
         deadline: float | None = None,
+        trace: CallTrace | None = None,
     ) -> Coroutine[Any, Any, Response]: ...
 
     @overload
@@ -323,6 +335,7 @@ class Client:
         accept: None = None,
         tokens: int = 0,
         deadline: float | None = None,
+        trace: CallTrace | None = None,
     ) -> Coroutine[Any, Any, ResponseStream]: ...
 
     @overload
@@ -335,6 +348,7 @@ class Client:
         accept: Callable[[Response], Awaitable[T]],
         tokens: int = 0,
         deadline: float | None = None,
+        trace: CallTrace | None = None,
     ) -> Coroutine[Any, Any, T]: ...
 
     @overload
@@ -347,6 +361,7 @@ class Client:
         accept: Callable[[ResponseStream], Awaitable[T]],
         tokens: int = 0,
         deadline: float | None = None,
+        trace: CallTrace | None = None,
     ) -> Coroutine[Any, Any, T]: ...
 
     def send(
@@ -358,6 +373,7 @@ class Client:
         accept: Callable[[Any], Awaitable[Any]] | None = None,
         tokens: int = 0,
         deadline: float | None = None,
+        trace: CallTrace | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Send ``request`` along ``route`` (from :meth:`route`): the one way bytes leave salvo.
 
@@ -380,6 +396,10 @@ class Client:
           :class:`~salvo.SalvoError` it raises is handled like a failed send (retried per the
           policy); with ``stream=True`` the stream is closed when it raises, and its result
           owns the stream otherwise.
+        - ``trace``: an observer of this call (salvo's OpenTelemetry / proxy instrumentation,
+          from ``_observe.start``), None by default: it wraps the retry loop (limiter waits,
+          retries, the outcome). With ``otel_propagate=True`` each attempt carries the
+          call's ``traceparent``.
 
         ::
 
@@ -397,14 +417,27 @@ class Client:
             deadline = loop.time() + route.timeout
         session = self._session or self._open()
         policy, stats = self.retry_policy, self._stats
+        attempt: functools.partial[Coroutine[Any, Any, Any]]
+        slot = None
         if stream:
             slot = Slot(route.limiter, tokens)
-            opener = functools.partial(open_stream, session, route, request, slot, deadline, accept)
-            return call_with_retries(
-                route, opener, tokens, deadline, policy=policy, stats=stats, slot=slot
+            attempt = functools.partial(
+                open_stream, session, route, request, slot, deadline, accept
             )
-        attempt = functools.partial(fetch, session, route, request, self.max_body_bytes, accept)
-        return call_with_retries(route, attempt, tokens, deadline, policy=policy, stats=stats)
+        else:
+            attempt = functools.partial(fetch, session, route, request, self.max_body_bytes, accept)
+        if self.otel_propagate:  # a traceparent per attempt (the span is current only then)
+            run: Callable[[], Coroutine[Any, Any, Any]] = _observe.propagating(attempt)
+        else:
+            run = attempt
+        if trace is not None:
+            return trace.run(
+                call_with_retries, route, run, tokens, deadline, policy=policy, stats=stats,
+                slot=slot,
+            )  # fmt: skip
+        return call_with_retries(
+            route, run, tokens, deadline, policy=policy, stats=stats, slot=slot
+        )
 
     # -- fan-out (implemented in _fanout and _race, on the FanoutClient protocol) -----------
 

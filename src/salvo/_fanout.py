@@ -22,6 +22,7 @@ from ._closing import finish_tasks
 from ._errors import ConfigError, SalvoError
 from ._messages import BODY_EXCLUDED, check_messages
 from ._models import parse_models
+from ._observe import fanout
 
 __all__ = ["Result", "abatch_completion", "agather_all", "operation_budget"]
 
@@ -41,6 +42,7 @@ def operation_budget(
     return budget
 
 
+@fanout("batch")
 async def abatch_completion(
     client: FanoutClient,
     model: str,
@@ -89,6 +91,7 @@ async def abatch_completion(
     return results  # type: ignore[return-value]
 
 
+@fanout("gather")
 async def agather_all(
     client: FanoutClient,
     models: str | Sequence[str],

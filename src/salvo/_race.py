@@ -31,6 +31,7 @@ from ._fanout import operation_budget
 from ._hedge import parse_hedge
 from ._messages import BODY_EXCLUDED, check_messages
 from ._models import parse_models
+from ._observe import fanout, hedge_started
 from ._race_report import Contender, build_report, finish_stream_entry, total_cost
 from ._stream import CompletionStream
 from ._types import ModelResponse, RaceReport
@@ -38,6 +39,7 @@ from ._types import ModelResponse, RaceReport
 __all__ = ["afirst_k", "arace"]
 
 
+@fanout("race")
 async def arace(
     client: FanoutClient,
     models: str | Sequence[str],
@@ -56,6 +58,7 @@ async def arace(
     return result
 
 
+@fanout("first_k")
 async def afirst_k(
     client: FanoutClient,
     models: str | Sequence[str],
@@ -122,6 +125,7 @@ async def _race(
             return None
         if hedged:
             state.hedges_started += 1
+            hedge_started(c.opts.dep.name)  # the fan-out's span, the metrics, the proxy's series
         elif hedge_budget is not None:
             hedge_budget.primary()
         if next_i >= n:

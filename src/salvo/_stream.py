@@ -45,6 +45,7 @@ class CompletionStream:
     """
 
     __slots__ = (
+        "__weakref__",  # salvo's tracing holds a stream weakly (_calltrace)
         "_closed",
         "_decoder",
         "_ends_at_eof",
@@ -196,6 +197,22 @@ class CompletionStream:
         """Run ``callback(used_tokens)`` once the stream is closed (at once if it already is),
         after the callbacks registered before it (the limiter slot's release first)."""
         self._raw.add_close_callback(callback)
+
+    @property
+    def finished(self) -> bool:
+        """The stream reached its proper end: its terminator, or (a format that ends at EOF)
+        the end of the body after at least one chunk. False while it is open, and after it
+        was closed early or broke. (Inside a close callback that runs because the body ended,
+        False means it ended before its terminator.)"""
+        return self._parser.done or (
+            self._ends_at_eof and self.chunks_received > 0 and self._raw.closed
+        )
+
+    @property
+    def pending_error(self) -> Exception | None:
+        """The error the stream broke with, while it waits behind the chunks that arrived
+        before it (it is raised once they are read); None otherwise."""
+        return self._error
 
     @property
     def usage(self) -> Usage | None:

@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 
 from .._client import Client
 from .._config import Config, load_config
+from . import _metrics
 from ._chat import ChatRoutes
 from ._errors import (
     JSON_HEADERS,
@@ -191,6 +192,7 @@ def create_app(
     app.router.add_post("/v1/embeddings", chat.embeddings)
     app.router.add_post("/embeddings", chat.embeddings)
     _install_batches(app, state)
+    _metrics.install(app, state)  # /metrics, and each request's record (log line, series)
     return app
 
 

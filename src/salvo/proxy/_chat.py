@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
+from .. import _observe
 from .._call import Route
 from .._errors import ConfigError, ResponseDecodeError, SalvoError
 from .._hedge import parse_hedge
@@ -33,6 +34,7 @@ from ..providers import HTTPRequest
 from ..providers._base import DECODE_ERRORS, decode_problem
 from ..providers.openai import OpenAIAdapter
 from ._errors import JSON_HEADERS, ProxyError, from_exception, model_not_found
+from ._metrics import ask_usage
 from ._relay import TIMER, Timer, read_body, relay_chunks, relay_sse, timed
 from ._settings import check_fanout
 
@@ -208,13 +210,17 @@ class ChatRoutes:
         if "messages" not in top:
             raise ProxyError(400, "Missing required parameter: 'messages'.", param="messages")
         url = adapter.chat_url(dep.endpoint)
+        if stream:
+            ask_usage(top, self.state)  # stream_include_usage: true -> tokens for the metrics
         req = HTTPRequest("POST", url, dep.headers, _forward_body(dep, top))
         tokens = _token_estimate(opts, top, raw)
+        trace = _observe.start(opts, "chat", top, stream=stream)
         if stream:
             accept_sse = functools.partial(_sse_stream, opts)
-            upstream = await timed(
-                timer, client.send(req, opts, stream=True, accept=accept_sse, tokens=tokens)
+            sent = client.send(
+                req, opts, stream=True, accept=accept_sse, tokens=tokens, trace=trace
             )
+            upstream = await timed(timer, sent)
             return await relay_sse(
                 request,
                 timer,
@@ -222,9 +228,11 @@ class ChatRoutes:
                 model=model,
                 scrub=self.state.scrub,
                 max_event=client.max_event_bytes,
+                trace=trace,
             )
         accept = functools.partial(_json_body, opts)
-        payload = await timed(timer, client.send(req, opts, accept=accept, tokens=tokens))
+        answered = client.send(req, opts, accept=accept, tokens=tokens, trace=trace)
+        payload = await timed(timer, answered)
         return web.Response(body=self._scrubbed(payload), headers=JSON_HEADERS)
 
     def _scrubbed(self, payload: bytes) -> bytes:
@@ -345,7 +353,9 @@ class ChatRoutes:
             req = HTTPRequest("POST", url, dep.headers, _forward_body(dep, top))
             accept = functools.partial(_json_body, opts)
             tokens = len(raw) // 4 if opts.limiter.counts_tokens else 0
-            payload = await timed(timer, client.send(req, opts, accept=accept, tokens=tokens))
+            trace = _observe.start(opts, "embeddings", top)
+            sent = client.send(req, opts, accept=accept, tokens=tokens, trace=trace)
+            payload = await timed(timer, sent)
             return web.Response(body=self._scrubbed(payload), headers=JSON_HEADERS)
         params = _params(top)
         value = params.pop("input")

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
-import logging
 import math
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 
 from .._config import Config, ModelEntry, load_config
 from .._errors import ConfigError
+from . import _log, _metrics
 from ._app import ProxyServer
 from ._settings import ProxySettings, check_config, load_settings
 
@@ -49,6 +49,9 @@ def register(subparsers: Any) -> None:
         type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
         help="log to stderr from this level (INFO)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines (text)"
     )
     parser.set_defaults(func=run)
 
@@ -87,32 +90,6 @@ def split_limits(config: Config, workers: int) -> Config:
     return out
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of each record."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def setup_logging(level: str) -> None:
-    """The ``salvo`` and ``aiohttp`` loggers to stderr from ``level``, one line a record
-    (once per process; the root logger is left alone)."""
-    for name in ("salvo", "aiohttp"):
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-            handler = _StderrHandler()
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-            )
-            logger.addHandler(handler)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -127,14 +104,17 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without a master key: set general_settings."
             "master_key in the config (or SALVO_MASTER_KEY), or bind to 127.0.0.1."
         )
-    setup_logging(args.log_level)  # once the config is known good, before serving
+    # Once the config is known good, before serving: salvo's log lines on stderr, one access
+    # line per request at INFO, every 5xx at WARNING.
+    _log.configure(args.log_format, args.log_level)
     if args.workers == 1:
         try:
             asyncio.run(_serve(config, settings, args, args.port, announce=True))
         except OSError as exc:
             return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
         return 0
-    return _prefork(config, settings, args)
+    with _metrics.shared_across_workers():  # one /metrics summed over the workers
+        return _prefork(config, settings, args)
 
 
 def _announce(url: str, config: Config, settings: ProxySettings, workers: int) -> None:

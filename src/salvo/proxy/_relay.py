@@ -9,6 +9,7 @@ headers are sent; each chunk after that is one ``write`` of the bytes that arriv
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 from collections.abc import Awaitable
@@ -22,6 +23,7 @@ from .._errors import SalvoError, StreamError
 from ._errors import ProxyError, Redactor, error_body, from_exception
 
 if TYPE_CHECKING:
+    from .._calltrace import CallTrace
     from .._response import ResponseStream
     from .._stream import CompletionStream
     from ._scrub import Scrubber
@@ -48,6 +50,7 @@ SSE_HEADERS = {
 }
 _DONE = b"data: [DONE]\n\n"
 _DONE_LINE = b"data: [DONE]"
+_TAIL = 2048  # bytes kept of a relayed stream (traced): its [DONE] and its final usage chunk
 _ENCODE = msgspec.json.Encoder().encode
 _perf = time.perf_counter
 
@@ -150,6 +153,7 @@ async def relay_sse(
     model: str,
     scrub: Scrubber,
     max_event: int,
+    trace: CallTrace | None = None,
 ) -> web.StreamResponse:
     """Relay an OpenAI-format SSE body event by event, as the bytes arrive.
 
@@ -159,48 +163,98 @@ async def relay_sse(
     released for reuse only after a complete body. Whole events are relayed, scrubbed of the
     proxy's secrets; a broken, oversized or unterminated upstream stream ends with an error
     event on a fresh line, which the OpenAI SDKs raise as an error.
+
+    ``trace`` (observed): marked when the first bytes arrive, and ended with the relay
+    (``passthrough_done``) with the last bytes relayed, whose final ``usage`` chunk (when the
+    upstream sent one) gives the tokens, or with why it stopped early (``"cancelled"``: the
+    client went away).
     """
-    resp = web.StreamResponse(headers=SSE_HEADERS)
-    resp.headers[OVERHEAD_HEADER] = timer.overhead_ms()
-    framer = EventFramer(max_event)
-    last = b""
-    failure: ProxyError | None = None
-    # The call's deadline bounds the whole relay, writes to a slow client included: one
-    # deadline around the loop rather than one per read.
-    deadline, upstream.deadline = upstream.deadline, None
-    async with upstream:
-        await resp.prepare(request)
-        try:
-            with deadline_at(deadline):
-                while True:
-                    data = await upstream.read()
-                    if not data:
-                        break
-                    out = framer.feed(data)
-                    if not out:
-                        continue
-                    if scrub:
-                        out = scrub(out)
-                    try:
-                        await resp.write(out)
-                    except ConnectionResetError:
-                        return resp
-                    last = out
-        except (SalvoError, builtins.TimeoutError) as exc:
-            failure = _stream_failure(exc, model)
-    if failure is None:
-        if framer.rest.strip() == _DONE_LINE:  # a terminator without its blank line
-            await _write_end(resp, _DONE)
-            return resp
-        if b"[DONE]" not in last[-32:]:
-            failure = ProxyError(
-                502,
-                f"The upstream stream for model {model!r} ended without its [DONE] terminator.",
-                type="server_error",
-                code="upstream_stream",
-            )
-    await _write_end(resp, b"" if failure is None else _sse_error(failure))
+    relay = _Relay(trace)
+    if trace is None:
+        return await relay.run(request, timer, upstream, model, scrub, max_event)
+    try:
+        resp = await relay.run(request, timer, upstream, model, scrub, max_event)
+    except asyncio.CancelledError:
+        trace.passthrough_done(relay.tail, "cancelled")
+        raise
+    except BaseException as exc:
+        trace.passthrough_done(relay.tail, exc)
+        raise
+    trace.passthrough_done(relay.tail, relay.ended)
     return resp
+
+
+class _Relay:
+    """One SSE relay; what a trace needs of it: the last bytes relayed (``tail``) and why it
+    ended early (``ended``: a ProxyError, ``"cancelled"``, or None for a complete stream)."""
+
+    __slots__ = ("ended", "tail", "trace")
+
+    def __init__(self, trace: CallTrace | None) -> None:
+        self.trace = trace
+        self.tail = b""
+        self.ended: ProxyError | str | None = None
+
+    async def run(
+        self,
+        request: web.Request,
+        timer: Timer,
+        upstream: ResponseStream,
+        model: str,
+        scrub: Scrubber,
+        max_event: int,
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers=SSE_HEADERS)
+        resp.headers[OVERHEAD_HEADER] = timer.overhead_ms()
+        framer = EventFramer(max_event)
+        last = b""
+        failure: ProxyError | None = None
+        trace = self.trace
+        first = trace is not None
+        # The call's deadline bounds the whole relay, writes to a slow client included: one
+        # deadline around the loop rather than one per read.
+        deadline, upstream.deadline = upstream.deadline, None
+        async with upstream:
+            await resp.prepare(request)
+            try:
+                with deadline_at(deadline):
+                    while True:
+                        data = await upstream.read()
+                        if not data:
+                            break
+                        if first and trace is not None:
+                            trace.first_chunk()
+                            first = False
+                        out = framer.feed(data)
+                        if not out:
+                            continue
+                        if scrub:
+                            out = scrub(out)
+                        try:
+                            await resp.write(out)
+                        except ConnectionResetError:
+                            self.ended = "cancelled"
+                            return resp
+                        last = out
+                        if trace is not None:
+                            tail = self.tail
+                            self.tail = out[-_TAIL:] if len(out) >= _TAIL else (tail + out)[-_TAIL:]
+            except (SalvoError, builtins.TimeoutError) as exc:
+                failure = _stream_failure(exc, model)
+        if failure is None:
+            if framer.rest.strip() == _DONE_LINE:  # a terminator without its blank line
+                await _write_end(resp, _DONE)
+                return resp
+            if b"[DONE]" not in last[-32:]:
+                failure = ProxyError(
+                    502,
+                    f"The upstream stream for model {model!r} ended without its [DONE] terminator.",
+                    type="server_error",
+                    code="upstream_stream",
+                )
+        self.ended = failure
+        await _write_end(resp, b"" if failure is None else _sse_error(failure))
+        return resp
 
 
 def _stream_failure(exc: Exception, model: str) -> ProxyError:

@@ -179,7 +179,13 @@ class AnthropicBatches(StoreFiles):
     provider = "anthropic"
 
     def __init__(
-        self, client: Any, store: LocalStore, *, api_key: str | None, api_base: str | None
+        self,
+        client: Any,
+        store: LocalStore,
+        *,
+        api_key: str | None,
+        api_base: str | None,
+        provider: str = "anthropic",
     ) -> None:
         self.client = client
         self.store = store

@@ -10,15 +10,15 @@ takes ``client=`` (default: the module-level client of the running loop), ``api_
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 from .._errors import ConfigError
 from .._messages import check_messages
-from ..providers import PROVIDERS
-from ._store import FileSource, LocalStore
+from ._backends import Backend, backend_for, is_local
+from ._store import FileSource
 from ._types import Batch, FileDeleted, FileObject, Page
 
 if TYPE_CHECKING:
@@ -46,33 +46,6 @@ __all__ = [
 
 T = TypeVar("T")
 _ENCODE = msgspec.json.Encoder().encode
-_STORES: dict[str, LocalStore] = {}
-
-
-class Backend(Protocol):
-    provider: str
-    store: LocalStore
-
-    async def create_file(
-        self, source: FileSource, *, purpose: str, filename: str | None
-    ) -> FileObject: ...
-    async def retrieve_file(self, file_id: str) -> FileObject: ...
-    async def list_files(
-        self, *, purpose: str | None, limit: int, after: str | None, order: str
-    ) -> Page[FileObject]: ...
-    async def delete_file(self, file_id: str) -> FileDeleted: ...
-    def content(self, file_id: str) -> AsyncIterator[bytes]: ...
-    async def create_batch(
-        self,
-        *,
-        input_file_id: str,
-        endpoint: str,
-        completion_window: str,
-        metadata: Mapping[str, str] | None,
-    ) -> Batch: ...
-    async def retrieve_batch(self, batch_id: str) -> Batch: ...
-    async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]: ...
-    async def cancel_batch(self, batch_id: str) -> Batch: ...
 
 
 class AsyncStream(Generic[T]):
@@ -101,63 +74,6 @@ class AsyncStream(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def is_local(provider: str) -> bool:
-    """True when ``provider``'s batches run on the local engine."""
-    if provider == "local":
-        return True
-    info = PROVIDERS.get(provider)
-    if info is None:
-        known = ", ".join(sorted(PROVIDERS))
-        raise ConfigError(f"Unknown provider {provider!r}; use 'local' or one of: {known}.")
-    return not info.capabilities.batch_api
-
-
-def local_store(client: Client, store_dir: str | os.PathLike[str] | None) -> LocalStore:
-    root = store_dir if store_dir is not None else client.config.setting("batch_dir")
-    store = LocalStore(root)
-    return _STORES.setdefault(str(store.root.resolve()), store)
-
-
-async def backend_for(
-    provider: str,
-    *,
-    client: Client | None = None,
-    api_key: str | None = None,
-    api_base: str | None = None,
-    store_dir: str | os.PathLike[str] | None = None,
-    model: str | None = None,
-    concurrency: int | None = None,
-    on_progress: Callable[[Batch], None] | None = None,
-) -> Backend:
-    """The backend that serves ``provider``'s files and batches."""
-    if client is None:
-        from .._api import default_client
-
-        client = await default_client()
-    if is_local(provider):
-        from ._local import LocalBatches
-
-        return LocalBatches(
-            client,
-            local_store(client, store_dir),
-            provider,
-            api_key=api_key,
-            api_base=api_base,
-            model=model,
-            concurrency=concurrency,
-            on_progress=on_progress,
-        )
-    if provider == "anthropic":
-        from ._anthropic import AnthropicBatches
-
-        store = local_store(client, store_dir)
-        return AnthropicBatches(client, store, api_key=api_key, api_base=api_base)
-    from ._openai import OpenAIBatches
-
-    store = local_store(client, store_dir)
-    return OpenAIBatches(client, provider, store, api_key=api_key, api_base=api_base)
 
 
 # -- files ---------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import aiohttp
 import msgspec
 
 from .._errors import ResponseDecodeError
+from ._backends import limits_for
+from ._check import check_source
 from ._rest import Rest, StreamedPayload
 from ._store import FileSource, LocalStore, read_source, source_name, source_size
 from ._types import Batch, FileDeleted, FileObject, Page
@@ -30,7 +32,8 @@ _DECODE_BATCHES = msgspec.json.Decoder(Page[Batch]).decode
 
 
 class OpenAIBatches:
-    """Files and batches on an OpenAI-format provider (``openai``, ``azure``)."""
+    """Files and batches on an OpenAI-format provider (``openai``, ``azure``, ``groq``). A
+    file uploaded with purpose ``batch`` is checked against the provider's limits first."""
 
     def __init__(
         self,
@@ -69,6 +72,9 @@ class OpenAIBatches:
     async def create_file(
         self, source: FileSource, *, purpose: str, filename: str | None
     ) -> FileObject:
+        limits = limits_for(self.provider)
+        if purpose == "batch" and limits is not None:
+            await check_source(self.provider, limits, source)
         name = filename or source_name(source) or "batch.jsonl"
         size = source_size(source)
         start: int | None = None

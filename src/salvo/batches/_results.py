@@ -17,7 +17,8 @@ from typing import Any
 
 from .._errors import ConfigError, SalvoError, TimeoutError
 from .._pricing import response_cost
-from ._api import AsyncStream, Backend, backend_for
+from ._api import AsyncStream
+from ._backends import Backend, backend_for
 from ._lines import decode_input, decode_result, iter_lines
 from ._types import Batch, BatchResult
 

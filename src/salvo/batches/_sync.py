@@ -18,8 +18,8 @@ from ._api import (
     afile_content,
     alist_batches,
     aretrieve_batch,
-    is_local,
 )
+from ._backends import is_local
 from ._results import await_batch
 from ._store import FileSource
 from ._types import Batch, FileObject, Page

@@ -127,7 +127,12 @@ for _row in (
         default_version=_AZURE_VERSION,
         notes="azure/<deployment>; needs AZURE_API_BASE; a base ending /openai/v1 uses the v1 API",
     ),
-    _compat("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    _compat(
+        "groq",
+        "https://api.groq.com/openai/v1",
+        "GROQ_API_KEY",
+        caps=Capabilities(streaming=True, tools=True, embeddings=False, batch_api=True),
+    ),
     _compat(
         "together",
         "https://api.together.xyz/v1",

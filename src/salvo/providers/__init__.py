@@ -40,6 +40,7 @@ __all__ = [
 
 _CHAT = Capabilities(streaming=True, tools=True, embeddings=False)
 _CHAT_EMBED = Capabilities(streaming=True, tools=True, embeddings=True)
+_CHAT_EMBED_BATCH = Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True)
 
 
 def _compat(
@@ -137,7 +138,7 @@ for _row in (
         "together",
         "https://api.together.xyz/v1",
         "TOGETHER_API_KEY",
-        caps=_CHAT_EMBED,
+        caps=_CHAT_EMBED_BATCH,
         finish_reasons={"eos": "stop", "eos_token": "stop"},
     ),
     _compat(
@@ -152,7 +153,7 @@ for _row in (
         "mistral",
         "https://api.mistral.ai/v1",
         "MISTRAL_API_KEY",
-        caps=_CHAT_EMBED,
+        caps=_CHAT_EMBED_BATCH,
         finish_reasons={"model_length": "length"},
         notes="uses random_seed instead of seed",
     ),

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import _anthropic, _batches, _cohere, _files, _gemini, _openai
+from . import _anthropic, _batches, _cohere, _files, _gemini, _jobs, _mistral, _openai, _together
 from ._behavior import Behavior, ScriptSpec, decode_script_spec
 from ._faults import encode
 from ._records import Record
@@ -92,6 +92,9 @@ INSTALLERS: list[Installer] = [
     _cohere.install,
     _files.install,
     _batches.install,
+    _jobs.install,
+    _mistral.install,
+    _together.install,
 ]
 
 
@@ -206,6 +209,24 @@ class FakeProvider:
     @property
     def azure_base(self) -> str:
         return self.url
+
+    @property
+    def mistral_base(self) -> str:
+        """Mistral's files and batch jobs (salvo's ``api_base``: paths after ``/v1``)."""
+        return self.url + _mistral.PREFIX
+
+    @property
+    def mistral_server(self) -> str:
+        """The same for the official client (``Mistral(server_url=...)`` adds ``/v1``)."""
+        return self.url + _mistral.PREFIX.removesuffix("/v1")
+
+    @property
+    def together_base(self) -> str:
+        return self.url + _together.PREFIX
+
+    @property
+    def groq_base(self) -> str:
+        return self.url + _together.GROQ_PREFIX
 
     # -- scripting and records ---------------------------------------------------------------
 

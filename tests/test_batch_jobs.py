@@ -271,3 +271,44 @@ async def test_submit_batch_uses_the_native_api(fake: FakeProvider, client: salv
     done = await batches.await_batch(b.id, provider="mistral", poll_interval=0, client=client,
                                      api_key="k", api_base=fake.mistral_base)  # fmt: skip
     assert done.request_counts.completed == 2
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure", "anthropic"])
+async def test_the_first_providers_refuse_before_upload_too(
+    fake: FakeProvider, client: salvo.Client, provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = "claude-3-5-haiku-20241022" if provider == "anthropic" else "gpt-4o-mini"
+    bases = {"openai": fake.openai_base, "azure": fake.url + "/openai/v1",
+             "anthropic": fake.anthropic_base}  # fmt: skip
+    kw = {"client": client, "api_key": "k", "api_base": bases[provider], "provider": provider}
+    entry = _backends.BACKENDS[provider]
+    small = dataclasses.replace(entry.limits, max_lines=2)
+    monkeypatch.setitem(_backends.BACKENDS, provider, dataclasses.replace(entry, limits=small))
+    call = batches.acreate_file(jsonl(model, 3), **kw)
+    if provider == "anthropic":  # files are kept locally; the upload is the create
+        fo = await call
+        call = batches.acreate_batch(input_file_id=fo.id, **kw)
+    with pytest.raises(salvo.ConfigError, match="Line 3: the file holds more than 2 requests"):
+        await call
+    if provider != "anthropic":
+        with pytest.raises(salvo.ConfigError, match="no batch for endpoint '/v1/images'"):
+            await batches.acreate_batch(input_file_id="file-x", endpoint="/v1/images", **kw)
+    assert fake.records == []
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_the_first_providers_answer_cancelling_until_cancelled(
+    fake: FakeProvider, client: salvo.Client, provider: str
+) -> None:
+    model = "claude-3-5-haiku-20241022" if provider == "anthropic" else "gpt-4o-mini"
+    base_url = fake.anthropic_base if provider == "anthropic" else fake.openai_base
+    kw = {"client": client, "api_key": "k", "api_base": base_url, "provider": provider}
+    fo = await batches.acreate_file(jsonl(model, 3), **kw)
+    b = await batches.acreate_batch(input_file_id=fo.id, **kw)
+    if provider == "openai":
+        batches_of(fake).advance()
+    assert (await batches.acancel_batch(b.id, **kw)).status == "cancelling"
+    assert (await batches.aretrieve_batch(b.id, **kw)).status == "cancelling"
+    batches_of(fake).advance()
+    done = await batches.aretrieve_batch(b.id, **kw)
+    assert done.status == "cancelled" and done.request_counts.total == 3

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from .._errors import ResponseDecodeError
+from .._errors import ConfigError, ResponseDecodeError
 from ._backends import limits_for
 from ._check import check_source
 from ._rest import Rest, StreamedPayload
@@ -140,6 +140,13 @@ class OpenAIBatches:
         completion_window: str,
         metadata: Mapping[str, str] | None,
     ) -> Batch:
+        limits = limits_for(self.provider)
+        if limits is not None and endpoint not in limits.urls:
+            known = ", ".join(sorted(limits.urls))
+            raise ConfigError(
+                f"{self.provider} has no batch for endpoint {endpoint!r}; it takes {known}. "
+                "Nothing was sent."
+            )
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,

@@ -1,0 +1,56 @@
+"""The proxy's ``batch: native`` for Mistral, Groq and Together: an alias on one of them runs
+its batches on the provider's own batch API (through the fakes), driven by the OpenAI SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from salvo.testing import FakeProvider
+from salvo.testing._batches import batches_of
+from salvo.testing._jobs import jobs_of
+from test_batch_jobs import MODELS, base
+from test_proxy_batches import _jsonl, _settings
+from test_proxy_support import UPSTREAM_KEY, stack
+
+
+@pytest.mark.parametrize("provider", ["mistral", "groq", "together"])
+async def test_native_batches_on_the_new_providers(tmp_path: Path, provider: str) -> None:
+    def native(fake: FakeProvider, config: dict[str, Any]) -> None:
+        params = {"model": f"{provider}/{MODELS[provider]}", "api_base": base(fake, provider),
+                  "api_key": UPSTREAM_KEY, "batch": "native"}  # fmt: skip
+        config["model_list"].append({"model_name": "nat", "params": params})
+
+    async with stack(settings=_settings(tmp_path), configure=native) as s:
+        upload = await s.oai.files.create(
+            file=("in.jsonl", _jsonl("nat", 3, max_tokens=20)), purpose="batch"
+        )
+        batch = await s.oai.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        assert batch.status == "validating"
+        if provider == "groq":
+            batches_of(s.fake).advance(3)
+        else:
+            jobs = jobs_of(s.fake, provider)
+            sent = jobs.files[jobs.jobs[batch.id].input_file].content
+            first = json.loads(sent.splitlines()[0])
+            assert set(first) == {"custom_id", "body"}  # translated for the provider
+            jobs.advance(2)
+        done = await s.oai.batches.retrieve(batch.id)
+        assert done.status == "completed" and done.output_file_id
+        assert done.request_counts is not None and done.request_counts.total == 3
+        out = (await s.oai.files.content(done.output_file_id)).content
+        ids = sorted(json.loads(line)["custom_id"] for line in out.splitlines())
+        assert ids == ["req-0", "req-1", "req-2"]
+        assert (await s.oai.batches.list()).data[0].id == batch.id
+        second = await s.oai.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        assert (await s.oai.batches.cancel(second.id)).status == "cancelling"
+        assert s.fake.records and all(r.model != "nat" for r in s.fake.records)
+        for record in s.fake.records:  # always the configured key, never the master key
+            assert UPSTREAM_KEY in record.headers.get("authorization", "")

@@ -6,6 +6,7 @@ provider cannot take refused before anything is sent."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -312,3 +313,41 @@ async def test_the_first_providers_answer_cancelling_until_cancelled(
     batches_of(fake).advance()
     done = await batches.aretrieve_batch(b.id, **kw)
     assert done.status == "cancelled" and done.request_counts.total == 3
+
+
+@pytest.mark.parametrize("provider", ["mistral", "together"])
+@pytest.mark.parametrize("where", ["upload", "results"])
+async def test_cancelled_calls_close_their_connection(
+    fake: FakeProvider, client: salvo.Client, provider: str, where: str
+) -> None:
+    """Cancelling the caller while the upload or the result download waits closes that
+    connection (the fake records the disconnect) and leaves no task behind."""
+    kw = kw_for(fake, client, provider)
+    jobs = jobs_of(fake, provider)
+    fo = await batches.acreate_file(jsonl(MODELS[provider], 50), **kw)
+    if where == "results":
+        auto(fake, provider)
+        b = await batches.acreate_batch(input_file_id=fo.id, **kw)
+        done = await batches.await_batch(b.id, poll_interval=0, **kw)
+
+        async def work() -> Any:
+            return [r async for r in batches.abatch_results(done, **kw)]
+    else:
+
+        async def work() -> Any:
+            return await batches.acreate_batch(input_file_id=fo.id, **kw)
+
+    jobs.hold = asyncio.Event()
+    seen = len(fake.records)
+    task = asyncio.create_task(work())
+    while len(fake.records) == seen or fake.records[-1].path.endswith("/batch/jobs"):
+        await asyncio.sleep(0.01)
+    record = fake.records[-1]
+    assert record.path.endswith("/files" if where == "upload" else "/content")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    closed = await fake.wait_until_closed(record, timeout=5)
+    assert closed.disconnected is not None and closed.completed is None
+    jobs.hold.set()
+    assert not jobs.jobs or where == "results"  # the cancelled create made no job

@@ -14,11 +14,13 @@ status and error body; a line that is not a request gives an error line whose ``
 bare string (as Mistral writes some). Lines are shuffled (seeded per job).
 
 Faults for hostile tests: ``fail_uploads = n`` answers the next n uploads 500;
-``broken_results = True`` writes one line that is not JSON into the next output file.
+``broken_results = True`` writes one line that is not JSON into the next output file;
+``hold = asyncio.Event()`` keeps uploads and downloads waiting until it is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import time
@@ -81,12 +83,20 @@ class JobStore:
         self.auto_advance = 0
         self.fail_uploads = 0
         self.broken_results = False
+        #: When set, uploads and file downloads wait for it before answering (a test cancels
+        #: the client meanwhile and reads the connection's record).
+        self.hold: asyncio.Event | None = None
 
     def clear(self) -> None:
         self.files.clear()
         self.jobs.clear()
         self.auto_advance = self.fail_uploads = 0
         self.broken_results = False
+        self.hold = None
+
+    async def held(self) -> None:
+        if self.hold is not None:
+            await self.hold.wait()
 
     def new_file_id(self) -> str:
         return str(uuid.uuid4()) if self.provider == "mistral" else f"file-{uuid.uuid4()}"

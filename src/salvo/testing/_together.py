@@ -88,6 +88,7 @@ async def files(request: web.Request) -> web.StreamResponse:
                 await request.read()
                 return await _fail(ex, 500, "Internal server error (scripted by the fake).")
             purpose, content, filename = await read_upload(request)
+            await store.held()
             if content is None or not filename:
                 return await _fail(ex, 400, "A file part with a filename is required.")
             if purpose not in _PURPOSES:
@@ -100,6 +101,7 @@ async def files(request: web.Request) -> web.StreamResponse:
     if f is None:
         return await _fail(ex, 404, f"File {file_id} not found.")
     if request.path.endswith("/content"):
+        await store.held()
         return await _files.reply(ex, f.content, "application/octet-stream")
     if request.method == "DELETE":
         del store.files[file_id]

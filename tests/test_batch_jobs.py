@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -351,3 +352,39 @@ async def test_cancelled_calls_close_their_connection(
     assert closed.disconnected is not None and closed.completed is None
     jobs.hold.set()
     assert not jobs.jobs or where == "results"  # the cancelled create made no job
+
+
+class _Pipe(io.RawIOBase):
+    """A file object that cannot seek (like a pipe)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        piece = self._data.read(len(b))
+        b[: len(piece)] = piece
+        return len(piece)
+
+
+@pytest.mark.parametrize("provider", ["openai", "mistral"])
+async def test_file_objects_are_checked_then_uploaded_whole(
+    fake: FakeProvider, client: salvo.Client, provider: str
+) -> None:
+    """A seekable file object is put back after the check; one that cannot seek is copied to
+    a temporary file first; either way the bytes uploaded are the bytes given."""
+    b = fake.openai_base if provider == "openai" else fake.mistral_base
+    kw = {"client": client, "api_key": "k", "api_base": b, "provider": provider}
+    data = jsonl(MODELS.get(provider, "gpt-4o-mini"), 40)
+    seekable = io.BytesIO(b"xx" + data)
+    seekable.read(2)
+    for source in (seekable, _Pipe(data)):
+        fo = await batches.acreate_file(source, **kw)
+        assert fo.bytes == len(data)
+        assert await batches.afile_content(fo.id, **kw) == data
+    with pytest.raises(salvo.ConfigError, match="Line 2: custom_id 'req-0' repeats line 1"):
+        await batches.acreate_file(_Pipe(data[: data.index(b"\n") + 1] * 2), **kw)
+    if provider == "mistral":  # the refused file is not kept either
+        assert len((await batches.alist_files(**kw)).data) == 2

@@ -15,7 +15,9 @@ that breaks a rule, naming the line and the limit:
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
 from .._errors import ConfigError
@@ -23,7 +25,7 @@ from ._backends import Limits
 from ._lines import decode_input
 from ._store import FileSource, read_source, source_size
 
-__all__ = ["Checked", "check_pieces", "check_source", "same_url"]
+__all__ = ["Checked", "check_pieces", "check_source", "checked_upload", "same_url"]
 
 
 class Checked(NamedTuple):
@@ -152,13 +154,34 @@ async def check_source(
     start = _tell(source)
     if start is None:
         raise ConfigError(
-            "A batch input must be a path, bytes or a seekable file object (salvo reads it "
-            "twice: once to check it, once to upload it)."
+            "A batch input must be a path, bytes or a seekable file object here (salvo reads "
+            "it twice: once to check it, once to upload it); use checked_upload."
         )
     try:
         return await check_pieces(provider, limits, read_source(source), endpoint=endpoint)
     finally:
         source.seek(start)
+
+
+@asynccontextmanager
+async def checked_upload(
+    provider: str, limits: Limits, source: FileSource, *, endpoint: str | None = None
+) -> AsyncIterator[FileSource]:
+    """Check ``source`` and give what to upload: the source itself (rewound), or for a file
+    object that cannot seek, a temporary copy on disk (deleted on exit; memory stays flat)."""
+    if (
+        isinstance(source, str | os.PathLike | bytes | bytearray | memoryview)
+        or _tell(source) is not None
+    ):
+        await check_source(provider, limits, source, endpoint=endpoint)
+        yield source
+        return
+    with tempfile.TemporaryFile() as spool:
+        async for piece in read_source(source):
+            spool.write(piece)
+        spool.seek(0)
+        await check_source(provider, limits, spool, endpoint=endpoint)
+        yield spool
 
 
 def _tell(source: Any) -> int | None:

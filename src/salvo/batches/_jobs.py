@@ -31,7 +31,7 @@ from .._errors import ConfigError, NotFoundError, ResponseDecodeError
 from .._messages import CALL_KEYS
 from ..providers import PROVIDERS
 from ._backends import Limits, limits_for
-from ._check import Checked, check_pieces, check_source
+from ._check import Checked, check_pieces
 from ._lines import OutputLine, ResponsePart, encode_line, iter_lines
 from ._rest import Rest, StreamedPayload
 from ._store import FileSource, LocalStore, StoreFiles
@@ -126,9 +126,15 @@ class JobBatches(StoreFiles):
     async def create_file(
         self, source: FileSource, *, purpose: str, filename: str | None
     ) -> FileObject:
-        if purpose == "batch":
-            await check_source(self.provider, self.limits, source)
-        return await super().create_file(source, purpose=purpose, filename=filename)
+        fo = await super().create_file(source, purpose=purpose, filename=filename)
+        if purpose == "batch":  # checked from the local copy (any source, read once)
+            try:
+                pieces = self.store.iter_file(fo.id, self.provider)
+                await check_pieces(self.provider, self.limits, pieces)
+            except BaseException:
+                self.store.delete_file(fo.id, self.provider)
+                raise
+        return fo
 
     def content(self, file_id: str) -> AsyncIterator[bytes]:
         if file_id.startswith(_LOCAL_ID):

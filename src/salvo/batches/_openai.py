@@ -16,7 +16,7 @@ import msgspec
 
 from .._errors import ConfigError, ResponseDecodeError
 from ._backends import limits_for
-from ._check import check_source
+from ._check import checked_upload
 from ._rest import Rest, StreamedPayload
 from ._store import FileSource, LocalStore, read_source, source_name, source_size
 from ._types import Batch, FileDeleted, FileObject, Page
@@ -72,10 +72,14 @@ class OpenAIBatches:
     async def create_file(
         self, source: FileSource, *, purpose: str, filename: str | None
     ) -> FileObject:
+        name = filename or source_name(source) or "batch.jsonl"
         limits = limits_for(self.provider)
         if purpose == "batch" and limits is not None:
-            await check_source(self.provider, limits, source)
-        name = filename or source_name(source) or "batch.jsonl"
+            async with checked_upload(self.provider, limits, source) as upload:
+                return await self._upload(upload, purpose, name)
+        return await self._upload(source, purpose, name)
+
+    async def _upload(self, source: FileSource, purpose: str, name: str) -> FileObject:
         size = source_size(source)
         start: int | None = None
         if not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):

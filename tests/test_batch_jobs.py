@@ -388,3 +388,24 @@ async def test_file_objects_are_checked_then_uploaded_whole(
         await batches.acreate_file(_Pipe(data[: data.index(b"\n") + 1] * 2), **kw)
     if provider == "mistral":  # the refused file is not kept either
         assert len((await batches.alist_files(**kw)).data) == 2
+
+
+@pytest.mark.parametrize("provider", ["mistral", "together"])
+async def test_a_failed_job_says_why_and_lists_show_counts(
+    fake: FakeProvider, client: salvo.Client, provider: str
+) -> None:
+    kw = kw_for(fake, client, provider)
+    jobs = jobs_of(fake, provider)
+    fo = await batches.acreate_file(jsonl(MODELS[provider], 2), **kw)
+    ok = await batches.acreate_batch(input_file_id=fo.id, **kw)
+    bad = await batches.acreate_batch(input_file_id=fo.id, **kw)
+    del jobs.files[jobs.jobs[bad.id].input_file]  # the provider lost the uploaded file
+    jobs.advance(2)
+    failed = await batches.aretrieve_batch(bad.id, **kw)
+    assert failed.status == "failed" and failed.failed_at and failed.errors is not None
+    assert "not found" in (failed.errors.data[0].message or "")
+    page = await batches.alist_batches(limit=1, **kw)
+    assert [b.id for b in page.data] == [bad.id] and page.has_more
+    rest = await batches.alist_batches(limit=5, after=bad.id, **kw)
+    assert [b.id for b in rest.data] == [ok.id] and not rest.has_more
+    assert rest.data[0].request_counts.to_dict() == {"total": 2, "completed": 2, "failed": 0}

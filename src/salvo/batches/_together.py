@@ -132,6 +132,10 @@ class TogetherBatches(JobBatches):
             raise self.decode_error("batch list", raw, exc) from None
         jobs.sort(key=lambda j: parse_time(j.created_at) or 0, reverse=True)
         page: Page[_Job] = paginate(jobs, limit, after)
-        data = [self.finish_batch(to_batch(j), self.info(j.id)) for j in page.data]
+        data = []
+        for job in page.data:  # counts of ended batches salvo made (counted once, then kept)
+            info = self.info(job.id)
+            batch = self.finish_batch(to_batch(job), info)
+            data.append(await self.count_results(batch) if info else batch)
         return Page(data=data, has_more=page.has_more, first_id=page.first_id,
                     last_id=page.last_id)  # fmt: skip

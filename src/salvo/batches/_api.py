@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from .._errors import ConfigError
 from .._messages import check_messages
 from ._backends import Backend, backend_for, is_local
+from ._cost import with_cost
 from ._store import FileSource
-from ._types import Batch, FileDeleted, FileObject, Page
+from ._types import AsyncStream, Batch, FileDeleted, FileObject, Page
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._client import Client
 
 __all__ = [
@@ -46,34 +45,6 @@ __all__ = [
 
 T = TypeVar("T")
 _ENCODE = msgspec.json.Encoder().encode
-
-
-class AsyncStream(Generic[T]):
-    """An async iterator that is also an async context manager: leaving the ``async with``
-    (or ``aclose()``) ends it early and closes what it holds (an HTTP response, a file)."""
-
-    def __init__(self, agen: AsyncGenerator[T, None]) -> None:
-        self._agen = agen
-
-    def __aiter__(self) -> AsyncStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        return await self._agen.__anext__()
-
-    async def aclose(self) -> None:
-        await self._agen.aclose()
-
-    async def __aenter__(self) -> AsyncStream[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -147,8 +118,6 @@ async def acreate_batch(
 
 
 async def aretrieve_batch(batch_id: str, *, provider: str = "openai", **kw: Any) -> Batch:
-    from ._results import with_cost
-
     backend = await backend_for(provider, **kw)
     return with_cost(backend, await backend.retrieve_batch(batch_id))
 

@@ -54,3 +54,24 @@ async def test_native_batches_on_the_new_providers(tmp_path: Path, provider: str
         assert s.fake.records and all(r.model != "nat" for r in s.fake.records)
         for record in s.fake.records:  # always the configured key, never the master key
             assert UPSTREAM_KEY in record.headers.get("authorization", "")
+
+
+async def test_a_batch_the_provider_cannot_take_is_a_400_before_upload(tmp_path: Path) -> None:
+    import openai
+
+    def native(fake: FakeProvider, config: dict[str, Any]) -> None:
+        params = {"model": "together/m", "api_base": fake.together_base,
+                  "api_key": UPSTREAM_KEY, "batch": "native"}  # fmt: skip
+        config["model_list"].append({"model_name": "nat", "params": params})
+
+    async with stack(settings=_settings(tmp_path), configure=native) as s:
+        lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
+                  "body": {"model": "nat", "input": "x"}} for i in range(2)]  # fmt: skip
+        data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        upload = await s.oai.files.create(file=("in.jsonl", data), purpose="batch")
+        with pytest.raises(openai.BadRequestError) as info:
+            await s.oai.batches.create(
+                input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h"
+            )
+        assert "Line 1: together has no batch for url '/v1/embeddings'" in str(info.value)
+        assert not [r for r in s.fake.records if r.path.startswith("/together")]

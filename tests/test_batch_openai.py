@@ -181,7 +181,8 @@ async def test_errors_are_provider_errors(fake: FakeProvider, kw: dict[str, Any]
     with pytest.raises(salvo.ConfigError, match="Line 1: custom_id"):
         await batches.acreate_file(b"{}\n", **kw)  # refused before the upload
     assert len(fake.records) == uploads
-    deleted = await batches.adelete_file((await batches.acreate_file(b"{}\n", purpose="user_data", **kw)).id, **kw)  # fmt: skip
+    other = await batches.acreate_file(b"{}\n", purpose="user_data", **kw)  # not a batch file
+    deleted = await batches.adelete_file(other.id, **kw)
     assert deleted.deleted
 
 

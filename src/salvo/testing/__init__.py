@@ -30,6 +30,13 @@ from the rest of salvo, so a mistake in salvo's adapters cannot be mirrored here
   ``sse_comments`` (``: keep-alive`` before each event), ``split_writes`` (each event in two
   writes split mid-line), ``include_usage`` (OpenAI streams: force the usage chunk on or off).
 
+Batch APIs: OpenAI's and Azure's files and batches, Anthropic's message batches (`_batches`,
+``batches_of(fake)``), Mistral's files and batch jobs at ``fake.mistral_base`` (the official
+client: ``fake.mistral_server``), Together's at ``fake.together_base`` and Groq's at
+``fake.groq_base`` (`_jobs`, ``jobs_of(fake, "mistral")``). Nothing moves on its own: a test
+advances the batches' clock (``.advance()``, ``.auto_advance``; ``/_fake/batches/advance`` and
+``/_fake/jobs/{provider}/advance`` from another process).
+
 A request header ``x-fake-behavior: <Behavior as a JSON object>`` overrides the script for that
 request. ``python -m salvo.testing --port N`` serves the fake from another process.
 """

@@ -409,3 +409,20 @@ async def test_a_failed_job_says_why_and_lists_show_counts(
     rest = await batches.alist_batches(limit=5, after=bad.id, **kw)
     assert [b.id for b in rest.data] == [ok.id] and not rest.has_more
     assert rest.data[0].request_counts.to_dict() == {"total": 2, "completed": 2, "failed": 0}
+
+
+async def test_the_job_clock_from_another_process(fake: FakeProvider, client: salvo.Client) -> None:
+    """``/_fake/jobs/{provider}/advance|auto`` move the clock as the methods do."""
+    import aiohttp
+
+    kw = kw_for(fake, client, "together")
+    fo = await batches.acreate_file(jsonl(MODELS["together"], 2), **kw)
+    b = await batches.acreate_batch(input_file_id=fo.id, **kw)
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake.url}/_fake/jobs/together"
+        async with http.post(f"{url}/advance", json={"steps": 1, "job_id": b.id}) as resp:
+            assert resp.status == 200
+        assert (await batches.aretrieve_batch(b.id, **kw)).status == "in_progress"
+        async with http.post(f"{url}/auto", json={"steps": 1}) as resp:
+            assert resp.status == 200
+    assert (await batches.aretrieve_batch(b.id, **kw)).status == "completed"

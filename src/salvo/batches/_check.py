@@ -121,8 +121,9 @@ async def check_pieces(
     async for piece in pieces:
         size += len(piece)
         if limits.max_bytes is not None and size > limits.max_bytes:
+            within = limits.max_bytes - (size - len(piece))  # bytes of piece still allowed
             raise check.fail(
-                n + 1 + (tail + piece).count(b"\n"),
+                n + 1 + (tail + piece[:within]).count(b"\n"),
                 f"the file passes {_size(limits.max_bytes)}, {check.where}",
             )
         lines = (tail + piece).split(b"\n")

@@ -15,6 +15,9 @@
   and the line (a custom_id is never silently dropped).
 - Counts: a provider that reports none (Together) has them counted from its result files
   once the batch has ended, once, and kept in the index.
+- A batch that ended early (cancelled, expired, failed) gets one error line per custom_id
+  that is in neither result file (code ``batch_<status>``), after the provider's own error
+  lines (or in an error file ``<batch id>-unrun`` when the provider wrote none).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ __all__ = ["JobBatches", "parse_time"]
 _ENCODE = msgspec.json.Encoder().encode
 _DROP = CALL_KEYS | {"stream", "stream_options"}
 _LOCAL_ID = "file-"
+_UNRUN = "-unrun"  # the error file salvo writes for a batch that ended early without one
+_EARLY = ("cancelled", "expired", "failed")
 
 
 class _Response(msgspec.Struct):
@@ -144,7 +149,37 @@ class JobBatches(StoreFiles):
                 local = False
             if local:
                 return self.store.iter_file(file_id, self.provider)
+        if file_id.endswith(_UNRUN):
+            return self._with_unrun(file_id.removesuffix(_UNRUN), None)
+        ended = self.store.recall(self.provider, f"errors:{file_id}")[0].get("batch_id")
+        if isinstance(ended, str):
+            return self._with_unrun(ended, file_id)
         return self._results(file_id)
+
+    async def _with_unrun(self, batch_id: str, errors: str | None) -> AsyncIterator[bytes]:
+        """The error lines of a batch that ended early (cancelled, expired, failed): the
+        provider's, then one per custom_id that appears in neither result file, so every
+        custom_id of the input comes back exactly once."""
+        info = self.info(batch_id)
+        seen: set[str] = set()
+        output = info.get("output_file")
+        if isinstance(output, str):
+            async for raw in self._results(output):
+                seen.add(str(msgspec.json.decode(raw).get("custom_id")))
+        if errors is not None:
+            async for raw in self._results(errors):
+                seen.add(str(msgspec.json.decode(raw).get("custom_id")))
+                yield raw
+        status = str(info.get("ended", "cancelled"))
+        error = BatchError(
+            code=f"batch_{status}",
+            message=f"The request did not run: the batch was {status} first.",
+        )
+        inp = self.store.iter_file(str(info["input_file_id"]), self.provider)
+        async for raw in iter_lines(inp):
+            cid = _DECODE_INPUT(raw).custom_id
+            if cid not in seen:
+                yield encode_line(OutputLine(f"batch_req_{cid}", cid, None, error))
 
     async def _results(self, file_id: str) -> AsyncIterator[bytes]:
         n = 0
@@ -291,7 +326,19 @@ class JobBatches(StoreFiles):
                 batch.status = "cancelling"
         if batch.request_counts.total == 0 and info.get("lines"):
             batch.request_counts = RequestCounts(total=int(info["lines"]))
+        if batch.status in _EARLY and info.get("input_file_id") and "ended" not in info:
+            self._ended_early(batch, dict(info))
+        if batch.status in _EARLY and info.get("input_file_id"):
+            batch.error_file_id = batch.error_file_id or f"{batch.id}{_UNRUN}"
         return batch
+
+    def _ended_early(self, batch: Batch, info: dict[str, Any]) -> None:
+        """Keep what ``content`` needs to add the requests that never ran (once)."""
+        info.update(ended=batch.status, output_file=batch.output_file_id)
+        self.store.remember(self.provider, batch.id, info)
+        if batch.error_file_id is not None:
+            key = f"errors:{batch.error_file_id}"
+            self.store.remember(self.provider, key, {"batch_id": batch.id})
 
     async def count_results(self, batch: Batch) -> Batch:
         """Counts from the result files of an ended batch whose provider reports none;
@@ -303,10 +350,9 @@ class JobBatches(StoreFiles):
         if not isinstance(counts, list):
             counts = [0, 0]
             for i, file_id in enumerate((batch.output_file_id, batch.error_file_id)):
-                if file_id is not None:
-                    async for _ in iter_lines(
-                        self.rest.stream(f"{self.base}/files/{file_id}/content")
-                    ):
+                if file_id is not None and not file_id.endswith(_UNRUN):
+                    url = f"{self.base}/files/{file_id}/content"
+                    async for _ in iter_lines(self.rest.stream(url)):
                         counts[i] += 1
             info["counts"] = counts
             self.store.remember(self.provider, batch.id, info)

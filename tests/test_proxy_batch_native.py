@@ -75,3 +75,26 @@ async def test_a_batch_the_provider_cannot_take_is_a_400_before_upload(tmp_path:
             )
         assert "Line 1: together has no batch for url '/v1/embeddings'" in str(info.value)
         assert not [r for r in s.fake.records if r.path.startswith("/together")]
+
+
+async def test_a_cancelled_native_batch_reports_every_custom_id(tmp_path: Path) -> None:
+    def native(fake: FakeProvider, config: dict[str, Any]) -> None:
+        params = {"model": "mistral/mistral-small-latest", "api_base": fake.mistral_base,
+                  "api_key": UPSTREAM_KEY, "batch": "native"}  # fmt: skip
+        config["model_list"].append({"model_name": "nat", "params": params})
+
+    async with stack(settings=_settings(tmp_path), configure=native) as s:
+        upload = await s.oai.files.create(file=("in.jsonl", _jsonl("nat", 4)), purpose="batch")
+        batch = await s.oai.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        assert (await s.oai.batches.cancel(batch.id)).status == "cancelling"
+        jobs_of(s.fake, "mistral").advance(1)
+        done = await s.oai.batches.retrieve(batch.id)
+        assert done.status == "cancelled" and done.error_file_id
+        ids = []
+        for file_id in (done.output_file_id, done.error_file_id):
+            if file_id:
+                content = (await s.oai.files.content(file_id)).content
+                ids += [json.loads(line)["custom_id"] for line in content.splitlines()]
+        assert sorted(ids) == ["req-0", "req-1", "req-2", "req-3"]

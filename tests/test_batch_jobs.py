@@ -201,6 +201,18 @@ async def test_a_broken_result_line_is_an_error_naming_it(
         _ = [r async for r in batches.abatch_results(done, **kw)]
 
 
+async def test_a_groq_upload_answered_500_is_retried_from_the_first_byte(
+    fake: FakeProvider, client: salvo.Client
+) -> None:
+    kw = kw_for(fake, client, "groq")
+    files_of(fake.state).fail_uploads = 1
+    data = jsonl(MODELS["groq"], 300)
+    fo = await batches.acreate_file(io.BytesIO(data), **kw)
+    uploads = [r for r in fake.records if r.path.endswith("/files")]
+    assert [r.status for r in uploads] == [500, 200]
+    assert files_of(fake.state).files[fo.id].content == data
+
+
 @pytest.mark.parametrize("provider", ["mistral", "together"])
 async def test_an_upload_answered_500_is_retried_from_the_first_byte(
     fake: FakeProvider, client: salvo.Client, provider: str

@@ -130,7 +130,7 @@ async def test_lists_paginate(fake: FakeProvider, kw: dict[str, Any]) -> None:
         ({"custom_id": "has space"}, "Line 2: custom_id 'has space' cannot be sent to Anthropic"),
         ({"custom_id": "x" * 65}, "Line 2: custom_id 'xxxx"),
         ({"custom_id": "req-0"}, "Line 2: custom_id 'req-0' repeats line 1"),
-        ({"url": "/v1/embeddings"}, "Line 2: Anthropic batches run chat completions only"),
+        ({"url": "/v1/embeddings"}, "Line 2: anthropic has no batch for url '/v1/embeddings'"),
         ({"body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}},
          "Line 2: model 'gpt-4o-mini' is a openai model"),
     ],

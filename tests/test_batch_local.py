@@ -156,9 +156,9 @@ async def test_mixed_endpoints_aliases_and_overrides(fake: FakeProvider, tmp_pat
             "emb": "EmbeddingResponse",
         }
         # model= runs every line on one model; a provider without a batch API runs locally
-        done = await run(jsonl("whatever", 2), {**kw, "provider": "groq", "api_key": "g",
+        done = await run(jsonl("whatever", 2), {**kw, "provider": "deepseek", "api_key": "g",
                          "api_base": fake.openai_base}, model="llama-3.1-8b")  # fmt: skip
-        assert done.provider == "groq" and done.request_counts.completed == 2
+        assert done.provider == "deepseek" and done.request_counts.completed == 2
     assert {r.model for r in fake.records if r.path.endswith("completions")} == {
         "gpt-4o-mini", "llama-3.1-8b"}  # fmt: skip
 

@@ -177,7 +177,12 @@ async def test_errors_are_provider_errors(fake: FakeProvider, kw: dict[str, Any]
         await batches.alist_batches(
             **{**kw, "api_key": ""},
         )
-    deleted = await batches.adelete_file((await batches.acreate_file(b"{}\n", **kw)).id, **kw)
+    uploads = len(fake.records)
+    with pytest.raises(salvo.ConfigError, match="Line 1: custom_id"):
+        await batches.acreate_file(b"{}\n", **kw)  # refused before the upload
+    assert len(fake.records) == uploads
+    other = await batches.acreate_file(b"{}\n", purpose="user_data", **kw)  # not a batch file
+    deleted = await batches.adelete_file(other.id, **kw)
     assert deleted.deleted
 
 

@@ -16,12 +16,19 @@ from _raw_upstream import RawRequest, RawUpstream, http_head
 from salvo import batches
 from salvo.testing import FakeProvider
 
-DATA = b"".join(
-    json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "q"}]}}
-               ).encode() + b"\n"
-    for i in range(50)
-)  # fmt: skip
+
+def lines(n: int) -> bytes:
+    """A batch file of ``n`` chat requests (custom_ids are unique: salvo checks that)."""
+    return b"".join(
+        json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": "gpt-4o-mini",
+                             "messages": [{"role": "user", "content": "q"}]}}
+                   ).encode() + b"\n"
+        for i in range(n)
+    )  # fmt: skip
+
+
+DATA = lines(50)
 FILE = {"id": "file-1", "object": "file", "bytes": len(DATA), "created_at": 1,
         "filename": "in.jsonl", "purpose": "batch"}  # fmt: skip
 
@@ -60,7 +67,7 @@ async def test_a_download_holds_the_keys_slot_until_closed_and_is_not_capped() -
         salvo.Client(limits={"max_parallel_requests": 1}, max_body_bytes=1024) as client,
     ):
         kw: dict[str, Any] = {"client": client, "api_key": "sk-t", "api_base": fake.openai_base}
-        big = DATA * 40  # 40 times over the body cap: a download is streamed, not capped
+        big = lines(2000)  # far over the body cap: a download is streamed, not capped
         fo = await batches.acreate_file(big, **kw)
         async with batches.aiter_file_content(fo.id, **kw) as pieces:
             got = [await anext(pieces)]
@@ -82,6 +89,6 @@ async def test_a_listing_over_the_body_cap_is_refused_clearly() -> None:
     ):
         kw: dict[str, Any] = {"client": client, "api_key": "sk-t", "api_base": fake.openai_base}
         for _ in range(5):
-            await batches.acreate_file(DATA[:100], **kw)
+            await batches.acreate_file(lines(1), **kw)
         with pytest.raises(salvo.ResponseDecodeError, match="max_body_bytes"):
             await batches.alist_files(**kw)

@@ -107,7 +107,7 @@ async def test_a_litellm_config_file_loads_as_it_is(
             """\
             model_list:
               - model_name: d
-                params: {model: groq/llama3, api_key: k, batch: native}
+                params: {model: deepseek/deepseek-chat, api_key: k, batch: native}
             """,
             ["line 2", "'batch'", "no batch API"],
         ),

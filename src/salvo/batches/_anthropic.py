@@ -28,6 +28,8 @@ from .._errors import ConfigError, NotFoundError
 from .._messages import CALL_KEYS, check_messages
 from .._pricing import response_cost
 from ..providers.anthropic import from_anthropic_message, to_anthropic_body
+from ._backends import limits_for
+from ._check import check_pieces
 from ._lines import (
     CHAT,
     ENDPOINTS,
@@ -179,7 +181,13 @@ class AnthropicBatches(StoreFiles):
     provider = "anthropic"
 
     def __init__(
-        self, client: Any, store: LocalStore, *, api_key: str | None, api_base: str | None
+        self,
+        client: Any,
+        store: LocalStore,
+        *,
+        api_key: str | None,
+        api_base: str | None,
+        provider: str = "anthropic",
     ) -> None:
         self.client = client
         self.store = store
@@ -262,6 +270,10 @@ class AnthropicBatches(StoreFiles):
                 f"'/v1/chat/completions', not {endpoint!r} (or provider='local')."
             )
         self.store.get_file(input_file_id, "anthropic")
+        limits = limits_for("anthropic")
+        if limits is not None:  # the provider's limits, before the line-by-line pass
+            pieces = self.store.iter_file(input_file_id, "anthropic")
+            await check_pieces("anthropic", limits, pieces, endpoint=endpoint)
         size, count = len(b'{"requests":[]}'), 0
         async for req in self._requests(input_file_id):  # validate everything first
             size += len(req) + (1 if count else 0)

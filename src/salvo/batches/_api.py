@@ -18,13 +18,14 @@ import msgspec
 from .._compat import LITELLM_KEYS, litellm_args
 from .._errors import ConfigError
 from .._messages import CALL_KEYS, check_messages
-from ._backends import AsyncStream as AsyncStream
 from ._backends import Backend as Backend
 from ._backends import backend_for as backend_for
 from ._backends import is_local as is_local
 from ._backends import local_store as local_store
 from ._backends import pick_provider as pick_provider
+from ._cost import with_cost
 from ._store import FileSource
+from ._types import AsyncStream as AsyncStream
 from ._types import Batch, FileContent, FileDeleted, FileObject, Page
 
 if TYPE_CHECKING:
@@ -123,8 +124,6 @@ async def acreate_batch(
 
 
 async def aretrieve_batch(batch_id: str, *, provider: str = "openai", **kw: Any) -> Batch:
-    from ._results import with_cost
-
     backend = await backend_for(provider, **kw)
     return with_cost(backend, await backend.retrieve_batch(batch_id))
 

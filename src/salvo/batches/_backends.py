@@ -1,17 +1,29 @@
-"""Which backend serves a provider's files and batches: the factory every batch module
-imports (a leaf: it imports the backends lazily and nothing that imports it back).
+"""Which backend serves a provider's files and batches, and what each provider's batches take.
 
-``"openai"``, ``"azure"`` (and other OpenAI-shaped batch APIs) use their Files and Batch
-APIs, ``"anthropic"`` uses Message Batches (files kept locally), ``"local"`` and every provider
-without a batch API use the local engine.
+A leaf: it imports only the batch types, the local store and the provider table; the backend
+modules are imported by name on first use, so ``_api``, ``_results``, ``_sync``, the CLI and
+the proxy all import the factory from here and nothing imports back.
+
+A provider with a Batch API is one entry of :data:`BACKENDS`::
+
+    "mistral": BackendEntry("salvo.batches._mistral:MistralBatches", Limits(...)),
+
+The factory named by ``"module:attribute"`` is called with the keywords ``client``,
+``provider``, ``store``, ``api_key`` and ``api_base``. :class:`Limits` are what the provider
+accepts in one batch (request URLs, bytes, lines, custom_id length, one model per batch);
+``salvo.batches._check`` refuses a file that breaks one before anything is uploaded, naming the
+line and the limit. Every provider without an entry (or with ``batch_api`` off in the
+provider table) runs on the local engine.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._compat import LITELLM_KEYS
 from .._errors import ConfigError
@@ -20,14 +32,23 @@ from ._store import FileSource, LocalStore
 from ._types import Batch, FileDeleted, FileObject, Page
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._client import Client
 
-__all__ = ["AsyncStream", "Backend", "backend_for", "is_local", "local_store", "pick_provider"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendEntry",
+    "Limits",
+    "backend_for",
+    "is_local",
+    "limits_for",
+    "local_store",
+    "pick_provider",
+    "register_backend",
+]
 
-T = TypeVar("T")
 log = logging.getLogger("salvo")
+MB = 1024 * 1024
 _STORES: dict[str, LocalStore] = {}
 
 
@@ -57,32 +78,106 @@ class Backend(Protocol):
     async def cancel_batch(self, batch_id: str) -> Batch: ...
 
 
-class AsyncStream(Generic[T]):
-    """An async iterator that is also an async context manager: leaving the ``async with``
-    (or ``aclose()``) ends it early and closes what it holds (an HTTP response, a file)."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one batch on a provider may hold. ``None``: no limit salvo knows of."""
 
-    def __init__(self, agen: AsyncGenerator[T, None]) -> None:
-        self._agen = agen
+    #: Request URLs a line may name (``url``); a line naming another is refused.
+    urls: frozenset[str]
+    #: Bytes of the input file.
+    max_bytes: int | None = None
+    #: Requests (non-blank lines) in one batch.
+    max_lines: int | None = None
+    #: Characters of a custom_id.
+    max_custom_id: int | None = None
+    #: Every line must name the same model (the provider takes the model per batch).
+    one_model: bool = False
+    #: Where the figures come from (said in the refusal, so a user can check them).
+    source: str = ""
 
-    def __aiter__(self) -> AsyncStream[T]:
-        return self
 
-    async def __anext__(self) -> T:
-        return await self._agen.__anext__()
+@dataclass(frozen=True, slots=True)
+class BackendEntry:
+    """``factory``: ``"module:attribute"``, called with client, provider, store, api_key,
+    api_base (keywords); ``limits``: what one batch may hold."""
 
-    async def aclose(self) -> None:
-        await self._agen.aclose()
+    factory: str
+    limits: Limits
 
-    async def __aenter__(self) -> AsyncStream[T]:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+_CHAT = "/v1/chat/completions"
+_EMBED = "/v1/embeddings"
+_OPENAI_URLS = frozenset(
+    {_CHAT, _EMBED, "/v1/completions", "/v1/responses", "/v1/moderations"}
+)  # protocols.md 4.1 (the endpoints whose lines carry a JSON body)
+_OPENAI = Limits(_OPENAI_URLS, 200 * MB, 50_000, source="OpenAI Batch API limits")
+
+#: provider -> its batch backend and limits. Register more with :func:`register_backend`.
+BACKENDS: dict[str, BackendEntry] = {
+    "openai": BackendEntry("salvo.batches._openai:OpenAIBatches", _OPENAI),
+    "azure": BackendEntry(
+        "salvo.batches._openai:OpenAIBatches",
+        Limits(
+            _OPENAI_URLS | {u.removeprefix("/v1") for u in _OPENAI_URLS},
+            200 * MB,
+            100_000,
+            source="Azure OpenAI global batch limits",
+        ),
+    ),
+    "anthropic": BackendEntry(
+        "salvo.batches._anthropic:AnthropicBatches",
+        Limits(frozenset({_CHAT}), 256 * MB, 100_000, 64, source="Anthropic Message Batches"),
+    ),
+    "groq": BackendEntry(
+        "salvo.batches._openai:OpenAIBatches",
+        Limits(frozenset({_CHAT}), 100 * MB, 50_000, source="Groq batch docs; line cap unverified"),
+    ),
+    "mistral": BackendEntry(
+        "salvo.batches._mistral:MistralBatches",
+        Limits(
+            frozenset({_CHAT, _EMBED, "/v1/fim/completions", "/v1/moderations"}),
+            512 * MB,
+            None,
+            one_model=True,
+            source="Mistral files API (512 MB) and batch jobs (one model per job)",
+        ),
+    ),
+    "gemini": BackendEntry(
+        "salvo.batches._google:google_backend",
+        Limits(
+            frozenset({_CHAT, _EMBED}),
+            2048 * MB,
+            None,
+            one_model=True,
+            source="Gemini Batch Mode (a 2 GB input file, one model per batch)",
+        ),
+    ),
+    "vertex_ai": BackendEntry(
+        "salvo.batches._google:google_backend",
+        Limits(frozenset({_CHAT}), None, None, one_model=True, source="Vertex AI batch prediction"),
+    ),
+    "together": BackendEntry(
+        "salvo.batches._together:TogetherBatches",
+        Limits(
+            frozenset({_CHAT}),
+            100 * MB,
+            50_000,
+            64,
+            one_model=True,
+            source="Together Batch API limits",
+        ),
+    ),
+}
+
+
+def register_backend(provider: str, entry: BackendEntry) -> None:
+    """Add or replace ``provider``'s batch backend (and its limits)."""
+    BACKENDS[provider] = entry
+
+
+def limits_for(provider: str) -> Limits | None:
+    entry = BACKENDS.get(provider)
+    return entry.limits if entry is not None else None
 
 
 def is_local(provider: str) -> bool:
@@ -93,7 +188,13 @@ def is_local(provider: str) -> bool:
     if info is None:
         known = ", ".join(sorted(PROVIDERS))
         raise ConfigError(f"Unknown provider {provider!r}; use 'local' or one of: {known}.")
-    return not info.capabilities.batch_api
+    return not info.capabilities.batch_api or provider not in BACKENDS
+
+
+def local_store(client: Client, store_dir: str | os.PathLike[str] | None) -> LocalStore:
+    root = store_dir if store_dir is not None else client.config.setting("batch_dir")
+    store = LocalStore(root)
+    return _STORES.setdefault(str(store.root.resolve()), store)
 
 
 def _consume(extra: Mapping[str, Any]) -> None:
@@ -129,10 +230,10 @@ def pick_provider(provider: str, custom_llm_provider: str | None) -> str:
     return custom
 
 
-def local_store(client: Client, store_dir: str | os.PathLike[str] | None) -> LocalStore:
-    root = store_dir if store_dir is not None else client.config.setting("batch_dir")
-    store = LocalStore(root)
-    return _STORES.setdefault(str(store.root.resolve()), store)
+def _factory(entry: BackendEntry) -> Callable[..., Backend]:
+    module, _, attr = entry.factory.partition(":")
+    made: Callable[..., Backend] = getattr(importlib.import_module(module), attr)
+    return made
 
 
 async def backend_for(
@@ -157,12 +258,13 @@ async def backend_for(
         from .._api import default_client
 
         client = await default_client()
+    store = local_store(client, store_dir)
     if is_local(provider):
         from ._local import LocalBatches
 
         return LocalBatches(
             client,
-            local_store(client, store_dir),
+            store,
             provider,
             api_key=api_key,
             api_base=api_base,
@@ -170,17 +272,8 @@ async def backend_for(
             concurrency=concurrency,
             on_progress=on_progress,
         )
-    if provider == "anthropic":
-        from ._anthropic import AnthropicBatches
-
-        store = local_store(client, store_dir)
-        return AnthropicBatches(client, store, api_key=api_key, api_base=api_base)
-    if provider in ("gemini", "vertex_ai"):
-        from ._google import google_backend
-
-        store = local_store(client, store_dir)
-        return google_backend(provider, client, store, api_key=api_key, api_base=api_base)
-    from ._openai import OpenAIBatches
-
-    store = local_store(client, store_dir)
-    return OpenAIBatches(client, provider, store, api_key=api_key, api_base=api_base)
+    build: Any = _factory(BACKENDS[provider])
+    backend: Backend = build(
+        client=client, provider=provider, store=store, api_key=api_key, api_base=api_base
+    )
+    return backend

@@ -4,7 +4,9 @@
 
     salvo batch run requests.jsonl -o results.jsonl [--model M] [--api-base URL]
         [--api-key K] [--config F] [--rpm N] [--concurrency N]
-    salvo batch submit requests.jsonl --provider openai|azure|anthropic|local [--wait]
+    salvo batch submit requests.jsonl --provider P [--wait] [--endpoint URL]
+        [--completion-window 24h]   (P: openai, azure, anthropic, gemini, vertex_ai, mistral,
+                                     groq, together, local, or any provider: its local engine)
     salvo batch status|cancel BATCH_ID --provider P
     salvo batch results BATCH_ID --provider P [-o FILE]
     salvo batch list --provider P [--limit N] [--after ID]
@@ -201,8 +203,9 @@ async def _remote(args: argparse.Namespace) -> int:
             fo = await _api.acreate_file(args.input, **kw)
             meta = dict(item.split("=", 1) for item in args.metadata or ())
             batch = await _api.acreate_batch(
-                input_file_id=fo.id, endpoint=args.endpoint, metadata=meta or None, **kw
-            )
+                input_file_id=fo.id, endpoint=args.endpoint, metadata=meta or None,
+                completion_window=args.completion_window, **kw,
+            )  # fmt: skip
             if args.wait:
                 batch = await _results.await_batch(batch.id, poll_interval=args.poll_interval, **kw)
             _print(batch)
@@ -254,7 +257,8 @@ def _common(p: argparse.ArgumentParser, *, provider: bool) -> None:
     """Connection options; the provider actions also take --provider and --store-dir."""
     if provider:
         p.add_argument("--provider", default="openai",
-                       help="openai, azure, anthropic, local, ... (default openai)")  # fmt: skip
+                       help="openai, azure, anthropic, gemini, vertex_ai, mistral, groq, "
+                            "together, local, ... (default openai)")  # fmt: skip
     p.add_argument("--api-base", help="the provider's base URL")
     p.add_argument("--api-key", help="the provider's key (default: its usual variable)")
     p.add_argument("--config", help="a salvo/LiteLLM config YAML (model aliases, keys)")
@@ -296,6 +300,7 @@ def register(subparsers: Any) -> None:
         if name == "submit":
             p.add_argument("input", help="requests, one OpenAI batch line each")
             p.add_argument("--endpoint", default="/v1/chat/completions")
+            p.add_argument("--completion-window", default="24h", help="e.g. 24h, 7d (Groq)")
             p.add_argument("--metadata", action="append", metavar="KEY=VALUE")
         elif name == "list":
             p.add_argument("--limit", type=int, default=20)

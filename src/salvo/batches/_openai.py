@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from .._errors import ResponseDecodeError
+from .._errors import ConfigError, ResponseDecodeError
+from ._backends import limits_for
+from ._check import checked_upload
 from ._rest import Rest, StreamedPayload
 from ._store import FileSource, LocalStore, read_source, source_name, source_size
 from ._types import Batch, FileDeleted, FileObject, Page
@@ -30,7 +32,8 @@ _DECODE_BATCHES = msgspec.json.Decoder(Page[Batch]).decode
 
 
 class OpenAIBatches:
-    """Files and batches on an OpenAI-format provider (``openai``, ``azure``)."""
+    """Files and batches on an OpenAI-format provider (``openai``, ``azure``, ``groq``). A
+    file uploaded with purpose ``batch`` is checked against the provider's limits first."""
 
     def __init__(
         self,
@@ -70,6 +73,13 @@ class OpenAIBatches:
         self, source: FileSource, *, purpose: str, filename: str | None
     ) -> FileObject:
         name = filename or source_name(source) or "batch.jsonl"
+        limits = limits_for(self.provider)
+        if purpose == "batch" and limits is not None:
+            async with checked_upload(self.provider, limits, source) as upload:
+                return await self._upload(upload, purpose, name)
+        return await self._upload(source, purpose, name)
+
+    async def _upload(self, source: FileSource, purpose: str, name: str) -> FileObject:
         size = source_size(source)
         start: int | None = None
         if not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
@@ -134,6 +144,13 @@ class OpenAIBatches:
         completion_window: str,
         metadata: Mapping[str, str] | None,
     ) -> Batch:
+        limits = limits_for(self.provider)
+        if limits is not None and endpoint not in limits.urls:
+            known = ", ".join(sorted(limits.urls))
+            raise ConfigError(
+                f"{self.provider} has no batch for endpoint {endpoint!r}; it takes {known}. "
+                "Nothing was sent."
+            )
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,

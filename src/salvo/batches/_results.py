@@ -17,39 +17,13 @@ from typing import Any
 
 from .._errors import ConfigError, SalvoError, TimeoutError
 from .._pricing import response_cost
-from ._backends import AsyncStream, Backend, backend_for
+from ._backends import Backend, backend_for
+from ._cost import native as _native
+from ._cost import with_cost
 from ._lines import decode_input, decode_result, iter_lines
-from ._types import Batch, BatchResult
+from ._types import AsyncStream, Batch, BatchResult
 
 __all__ = ["abatch_results", "await_batch", "with_cost"]
-
-
-def _native(backend: Backend) -> bool:
-    from ._local import LocalBatches
-
-    return not isinstance(backend, LocalBatches)
-
-
-def with_cost(backend: Backend, batch: Batch) -> Batch:
-    """Fill ``cost_usd`` of a finished provider batch from the stored figure, or compute it
-    once from the batch's reported usage and store it."""
-    if not batch.done or batch.cost_usd is not None or not _native(backend):
-        return batch
-    store = backend.store
-    _, cost = store.recall(batch.provider, batch.id)
-    if cost is None and batch.usage is not None and batch.model:
-        u = batch.usage
-        details = u.get("input_tokens_details") or {}
-        usage = {
-            "prompt_tokens": u.get("input_tokens", 0),
-            "completion_tokens": u.get("output_tokens", 0),
-            "prompt_tokens_details": {"cached_tokens": details.get("cached_tokens", 0)},
-        }
-        cost = response_cost(batch.provider, usage, batch.model, batch=True)
-        if cost is not None:
-            store.store_cost(batch.provider, batch.id, cost)
-    batch.cost_usd = cost
-    return batch
 
 
 async def await_batch(

@@ -18,9 +18,9 @@ from ._api import (
     afile_content,
     alist_batches,
     aretrieve_batch,
-    is_local,
     pick_provider,
 )
+from ._backends import is_local
 from ._results import await_batch
 from ._store import FileSource
 from ._types import Batch, FileContent, FileObject, Page

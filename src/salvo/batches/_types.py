@@ -9,15 +9,19 @@ older or newer API version) decodes. ``to_dict()`` gives the OpenAI JSON shape p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 from .._types import DictAccess, EmbeddingResponse, ModelResponse
 
+if TYPE_CHECKING:
+    from types import TracebackType
+
 __all__ = [
     "TERMINAL_STATUSES",
+    "AsyncStream",
     "Batch",
     "BatchError",
     "BatchErrors",
@@ -176,3 +180,31 @@ class FileContent(bytes):
     def write_to_file(self, file: str | os.PathLike[str]) -> None:
         with open(file, "wb") as f:
             f.write(self)
+
+
+class AsyncStream(Generic[T]):
+    """An async iterator that is also an async context manager: leaving the ``async with``
+    (or ``aclose()``) ends it early and closes what it holds (an HTTP response, a file)."""
+
+    def __init__(self, agen: AsyncGenerator[T, None]) -> None:
+        self._agen = agen
+
+    def __aiter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._agen.aclose()
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

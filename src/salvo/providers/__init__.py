@@ -45,6 +45,7 @@ __all__ = [
 
 _CHAT = Capabilities(streaming=True, tools=True, embeddings=False)
 _CHAT_EMBED = Capabilities(streaming=True, tools=True, embeddings=True)
+_CHAT_EMBED_BATCH = Capabilities(streaming=True, tools=True, embeddings=True, batch_api=True)
 
 
 def _compat(
@@ -144,12 +145,17 @@ for _row in (
         default_version=_AZURE_VERSION,
         notes="azure/<deployment>; needs AZURE_API_BASE; a base ending /openai/v1 uses the v1 API",
     ),
-    _compat("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    _compat(
+        "groq",
+        "https://api.groq.com/openai/v1",
+        "GROQ_API_KEY",
+        caps=Capabilities(streaming=True, tools=True, embeddings=False, batch_api=True),
+    ),
     _compat(
         "together",
         "https://api.together.xyz/v1",
         "TOGETHER_API_KEY",
-        caps=_CHAT_EMBED,
+        caps=_CHAT_EMBED_BATCH,
         finish_reasons={"eos": "stop", "eos_token": "stop"},
     ),
     _compat(
@@ -164,7 +170,7 @@ for _row in (
         "mistral",
         "https://api.mistral.ai/v1",
         "MISTRAL_API_KEY",
-        caps=_CHAT_EMBED,
+        caps=_CHAT_EMBED_BATCH,
         finish_reasons={"model_length": "length"},
         notes="uses random_seed instead of seed",
     ),

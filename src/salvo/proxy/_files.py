@@ -93,7 +93,7 @@ class Files:
 
     async def start(self) -> None:
         """Open the route table and resume local batches a stopped proxy left unfinished."""
-        from ..batches._api import backend_for
+        from ..batches._backends import backend_for
 
         local = await backend_for("local", client=self.state.client, store_dir=self.store_dir)
         self.root = local.store.root

@@ -24,9 +24,12 @@ from ._errors import ProxyError
 
 __all__ = ["BATCH_ID", "FILE_ID", "Route", "RouteTable", "batch_mode", "check_id"]
 
-#: Ids the proxy accepts in URLs: no dots, no slashes, nothing a path could be built from.
-FILE_ID = re.compile(r"^(?:file-|msgbatch_)[A-Za-z0-9_-]{1,128}$")  # msgbatch_: Anthropic results
-BATCH_ID = re.compile(r"^(?:msg)?batch_[A-Za-z0-9_-]{1,128}$")
+#: Ids the proxy accepts in URLs: no dots, no slashes, nothing a path could be built from
+#: (msgbatch_: Anthropic's results; a bare UUID: Mistral's and Together's batches and files;
+#: <uuid>-unrun: salvo's error lines for their requests that never ran).
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Mistral, Together
+FILE_ID = re.compile(rf"^(?:(?:file-|msgbatch_)[A-Za-z0-9_-]{{1,128}}|{_UUID}(?:-unrun)?)$")
+BATCH_ID = re.compile(rf"^(?:(?:msg)?batch_[A-Za-z0-9_-]{{1,128}}|{_UUID})$")
 
 
 def check_id(value: str, pattern: re.Pattern[str], what: str) -> str:

@@ -35,6 +35,12 @@ Batch Mode (`_gemini_files`, `_gemini_batches`), Vertex AI ``generateContent`` a
 ``batchPredictionJobs`` (`_vertex`), an OAuth token endpoint at ``/token`` that checks RS256
 service-account assertions (`_google_oauth`), and a Cloud Storage JSON API subset (`_gcs`; point
 ``STORAGE_EMULATOR_HOST`` at ``fake.url``).
+Batch APIs: OpenAI's and Azure's files and batches, Anthropic's message batches (`_batches`,
+``batches_of(fake)``), Mistral's files and batch jobs at ``fake.mistral_base`` (the official
+client: ``fake.mistral_server``), Together's at ``fake.together_base`` and Groq's at
+``fake.groq_base`` (`_jobs`, ``jobs_of(fake, "mistral")``). Nothing moves on its own: a test
+advances the batches' clock (``.advance()``, ``.auto_advance``; ``/_fake/batches/advance`` and
+``/_fake/jobs/{provider}/advance`` from another process).
 
 A request header ``x-fake-behavior: <Behavior as a JSON object>`` overrides the script for that
 request. ``python -m salvo.testing --port N`` serves the fake from another process.

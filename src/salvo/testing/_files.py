@@ -73,6 +73,8 @@ class FileStore:
 
     def __init__(self) -> None:
         self.files: dict[str, FakeFile] = {}
+        #: Uploads still to answer with a 500 (a hostile test's upstream failure).
+        self.fail_uploads = 0
 
     def add(self, content: bytes, filename: str, purpose: str) -> FakeFile:
         f = FakeFile(f"file-fake{next(_ids):08d}", filename, purpose, content)
@@ -81,6 +83,7 @@ class FileStore:
 
     def clear(self) -> None:
         self.files.clear()
+        self.fail_uploads = 0
 
 
 def files_of(state: FakeState) -> FileStore:
@@ -262,6 +265,10 @@ async def _find(ex: Exchange, files: FileStore, file_id: str) -> FakeFile | web.
 async def upload(request: web.Request, ex: Exchange, files: FileStore) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         return await fail(ex, 400, "Uploads must be multipart/form-data.")
+    if files.fail_uploads > 0:
+        files.fail_uploads -= 1
+        await request.read()
+        return await fail(ex, 500, "The server had an error (scripted by the fake).")
     purpose, content, filename = None, None, None
     reader = await request.multipart()
     async for part in reader:

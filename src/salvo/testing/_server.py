@@ -40,7 +40,10 @@ from . import (
     _gemini_files,
     _google_control,
     _google_oauth,
+    _jobs,
+    _mistral,
     _openai,
+    _together,
     _vertex,
 )
 from ._behavior import Behavior, ScriptSpec, decode_script_spec
@@ -111,6 +114,9 @@ INSTALLERS: list[Installer] = [
     _gcs.install,
     _vertex.install,
     _google_control.install,
+    _jobs.install,
+    _mistral.install,
+    _together.install,
 ]
 
 
@@ -240,6 +246,24 @@ class FakeProvider:
     @property
     def azure_base(self) -> str:
         return self.url
+
+    @property
+    def mistral_base(self) -> str:
+        """Mistral's files and batch jobs (salvo's ``api_base``: paths after ``/v1``)."""
+        return self.url + _mistral.PREFIX
+
+    @property
+    def mistral_server(self) -> str:
+        """The same for the official client (``Mistral(server_url=...)`` adds ``/v1``)."""
+        return self.url + _mistral.PREFIX.removesuffix("/v1")
+
+    @property
+    def together_base(self) -> str:
+        return self.url + _together.PREFIX
+
+    @property
+    def groq_base(self) -> str:
+        return self.url + _together.GROQ_PREFIX
 
     # -- scripting and records ---------------------------------------------------------------
 

@@ -18,6 +18,10 @@ async def test_demo_shows_race_gather_and_batch() -> None:
     assert shown["stream_winner"] == "hare"
     assert shown["gather"] == ["ModelResponse", "ServerError", "ModelResponse"]
     assert shown["batch"]["n"] == 120 and len(shown["batch"]["failed"]) == 2
+    # A fast first model: the backup is never sent. A slow one: the backup is, and wins.
+    fast_first, slow_first = shown["hedge"]
+    assert fast_first == {"winner": "steady", "sent": {"steady": 1, "laggy": 0}}
+    assert slow_first == {"winner": "steady", "sent": {"steady": 1, "laggy": 1}}
     text = out.getvalue()
     assert "winner: hare" in text and "never answered" in text
 

@@ -2,7 +2,8 @@
 
 It shows a race between three scripted models (who won, when, and that the losers' connections
 were closed, from the fake server's own records), a streaming race, a gather of every answer,
-and a batch of a few hundred prompts with a progress bar.
+a batch of a few hundred prompts with a progress bar, and a hedged race (the backup model is
+started only when the first one is slow, as the fake's records show).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ async def run_demo(
                 ),
             )
         fake.script("flaky", Behavior(status=503))
+        hedged = {"steady": 0.05, "laggy": 0.90}
+        for name, latency in hedged.items():
+            fake.script(name, Behavior(latency=latency, text=f"{name} answered"))
         config = {
             "model_list": [
                 {
@@ -86,12 +90,14 @@ async def run_demo(
                         "api_key": "demo-key",
                     },
                 }
-                for n in [*staged, "flaky"]
+                for n in [*staged, "flaky", *hedged]
             ]
         }
         o.line(o.bold("salvo demo") + o.dim(f"  (fake provider at {fake.url}, no API key needed)"))
         o.line()
-        async with salvo.Client(config=config) as client:
+        # hedge_budget=1.0: hedges may double the requests of hedged races (the default, 0.1,
+        # earns one hedge per ten races, so a client's very first race could not hedge).
+        async with salvo.Client(config=config, hedge_budget=1.0) as client:
             # 1. The race.
             o.line(o.bold("1. arace: one prompt, three models, the fastest wins"))
             for name, latency in staged.items():
@@ -181,6 +187,24 @@ async def run_demo(
                 f"{loop.time() - t0:.2f} s"
             )
             shown["batch"] = {"n": len(batch), "failed": failed}
+            o.line()
+
+            # 5. Hedging: a full race pays for every contender; a hedge only when it must.
+            o.line(o.bold("5. arace(hedge=0.15): the next model starts only if the first is slow"))
+            shown["hedge"] = []
+            for order in (["steady", "laggy"], ["laggy", "steady"]):
+                before = {n: len(fake.records_for(n)) for n in hedged}
+                resp = await client.arace(order, msgs, hedge=0.15)
+                sent = {n: len(fake.records_for(n)) - before[n] for n in hedged}
+                report = resp.race
+                assert report is not None
+                parts = []
+                for c in report.contenders:
+                    at = "" if c.started_s is None else f" at {c.started_s * 1000:.0f} ms"
+                    parts.append(f"{c.model} {c.outcome}{at}")
+                o.line(f"   {' then '.join(order):<18} -> {resp.model} wins; " + ", ".join(parts))
+                o.line(o.dim(f"   {'':<18}    requests sent: {sum(sent.values())}"))
+                shown["hedge"].append({"winner": resp.model, "sent": sent})
         o.line()
         o.line("Next: `make test`, or point salvo at a real provider (see README.md).")
     return shown

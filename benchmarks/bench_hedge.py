@@ -38,6 +38,9 @@ from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "hi"}]
 SEED = 20_261_207
+#: The hedged modes: p95 (the issue's; with exactly 5 % slow answers it sits on the edge
+#: between the two modes, so the window's p95 flips between them) and p90 (clear of it).
+HEDGES = {"p95": "p95", "p90": "p90"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,7 +83,7 @@ async def run_mode(fake: FakeProvider, mode: str, args: argparse.Namespace) -> d
                 elif mode == "race":
                     await client.arace(["a", "b"], MSGS)
                 else:
-                    await client.arace(["a", "b"], MSGS, hedge="p95")
+                    await client.arace(["a", "b"], MSGS, hedge=HEDGES[mode])
                 latencies.append(loop.time() - t0)
 
         started = time.perf_counter()
@@ -88,7 +91,7 @@ async def run_mode(fake: FakeProvider, mode: str, args: argparse.Namespace) -> d
         wall = time.perf_counter() - started
         stats = client.statistics()
     return {
-        "mode": {"single": "single", "race": "full race of 2", "hedge": 'hedge="p95"'}[mode],
+        "mode": {"single": "single", "race": "full race of 2"}.get(mode, f'hedge="{mode}"'),
         "p50": percentile(latencies, 50),
         "p90": percentile(latencies, 90),
         "p99": percentile(latencies, 99),
@@ -149,7 +152,8 @@ def chart(rows: list[dict[str, Any]], path: str) -> bool:
 
 async def main(args: argparse.Namespace) -> None:
     async with FakeProvider(keep_records=True) as fake:
-        rows = [await run_mode(fake, mode, args) for mode in ("single", "race", "hedge")]
+        modes = ("single", "race", *HEDGES)
+        rows = [await run_mode(fake, mode, args) for mode in modes]
     print(table(rows, args))
     if args.chart:
         if chart(rows, args.chart):

@@ -66,8 +66,10 @@ async def test_rpm_paces_a_batch_of_1000_evenly_over_the_minutes(
     sent: list[float] = []  # when each request was let through, on the virtual clock
     acquire = KeyLimiter.acquire
 
-    async def recording_acquire(self: KeyLimiter, tokens: int = 0) -> None:
-        await acquire(self, tokens)
+    async def recording_acquire(
+        self: KeyLimiter, tokens: int = 0, *, deadline: float | None = None
+    ) -> None:
+        await acquire(self, tokens, deadline=deadline)
         sent.append(now())
 
     monkeypatch.setattr(KeyLimiter, "acquire", recording_acquire)

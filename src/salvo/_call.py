@@ -17,7 +17,7 @@ from ._http import is_transport_error, translate_transport_error
 if TYPE_CHECKING:
     import aiohttp
 
-    from ._limits import KeyLimiter
+    from ._limits import Limiter
     from ._models import Deployment
     from .providers import Endpoint, HTTPRequest
 
@@ -43,7 +43,7 @@ class CallOptions:
         max_retries: int,
         first_byte_timeout: float | None,
         stream_idle_timeout: float | None,
-        limiter: KeyLimiter,
+        limiter: Limiter,
     ) -> None:
         self.dep = dep
         self.timeout = timeout

@@ -26,6 +26,7 @@ from ._limits import (
     estimate_input_tokens,
     estimate_tokens,
 )
+from ._limits_redis import open_store
 from ._messages import CALL_KEYS, check_messages
 from ._models import Deployment, resolve_deployment
 from ._pricing import response_cost
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ._fanout import Result
+    from ._redis_store import RedisStore
 
 __all__ = ["Client"]
 
@@ -76,11 +78,14 @@ class Client:
         stream_idle_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrency: int = 100,
+        limits_store: str | RedisStore | None = None,
+        limits_store_fallback: Literal["local", "fail"] | None = None,
     ) -> None:
         self.config = load_config(config)
         if isinstance(limits, Mapping):
             limits = LimitSpec.from_mapping(limits)
-        self._limiters = Limiters(limits)
+        store = open_store(limits_store, limits_store_fallback, self.config)
+        self._limiters = Limiters(limits, store)
         self.timeout = timeout
         self.max_retries = max_retries
         self.connect_timeout = connect_timeout
@@ -127,6 +132,7 @@ class Client:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        await self._limiters.aclose()
 
     @property
     def closed(self) -> bool:

@@ -41,7 +41,7 @@ from ._errors import (
     TimeoutError,
     TransportError,
 )
-from ._limits import KeyLimiter
+from ._limits import Limiter
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -151,7 +151,7 @@ class RetryCall(Protocol):
     """What the loop needs to know about a call (a Client's ``CallOptions``)."""
 
     @property
-    def limiter(self) -> KeyLimiter: ...
+    def limiter(self) -> Limiter: ...
     @property
     def max_retries(self) -> int: ...
     @property
@@ -185,7 +185,12 @@ async def call_with_retries(
     try:
         with deadline_at(deadline):
             while True:
-                await limiter.acquire(tokens)
+                try:
+                    await limiter.acquire(tokens, deadline=deadline)
+                except RateLimitError as exc:  # the key is paused past our deadline
+                    exc.provider, exc.model = call.provider, call.model
+                    stats.errors["RateLimitError"] += 1
+                    raise
                 stats.requests += 1
                 phase = f"in attempt {retries + 1} of {call.max_retries + 1}"
                 try:

@@ -26,7 +26,9 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     limits; ``retries``: retries taken; ``errors``: failed attempts by error class (a call
     that ran out of time counts one ``TimeoutError`` more); ``connections_open``: sockets the
     session holds, busy or pooled; ``limiters``: each key's limiter, named
-    ``"provider base_url key#<hash>"`` (a fingerprint, never the key).
+    ``"provider base_url key#<hash>"`` (a fingerprint, never the key); ``limits_store``:
+    ``"local"`` (no shared store), ``"redis"``, or ``"fallback"`` while the store is
+    unreachable and each process keeps its share of the limits.
     """
 
     requests: int
@@ -36,6 +38,7 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     errors: dict[str, int]
     connections_open: int
     limiters: dict[str, LimiterStatistics]
+    limits_store: str = "local"
 
 
 def snapshot(
@@ -56,6 +59,7 @@ def snapshot(
         errors=dict(stats.errors),
         connections_open=conns,
         limiters=by_key,
+        limits_store=limiters.store_state,
     )
 
 

@@ -141,7 +141,7 @@ class RedisKeyLimiter:
                 if wait < _RECHECK or float(await store.run("PAUSED", self._keys[2:3], [])) <= 0:
                     break
         except BaseException as exc:
-            if held:
+            if lease:  # held, or maybe taken by a script whose answer we never saw
                 self._drop_lease(lease, give_back=not isinstance(exc, StoreDown))
             raise
         if held:

@@ -144,10 +144,13 @@ class RedisStore:
             raise StoreDown
         try:
             async with asyncio.timeout(self.timeout * 2):
-                return await self._scripts[script](keys=keys, args=args, client=redis)
+                out = await self._scripts[script](keys=keys, args=args, client=redis)
         except self._down as exc:
+            _check_cancelled()
             self.down(exc)
             raise StoreDown from exc
+        _check_cancelled()
+        return out
 
     def down(self, exc: BaseException) -> None:
         """Redis failed: raise in "fail" mode, else go to the fallback (WARNING once)."""
@@ -203,18 +206,21 @@ class RedisStore:
     async def _flush_loop(self) -> None:
         ready = self._ops_ready
         assert ready is not None
-        while True:
+        while not self._closed:
             await ready.wait()
             ready.clear()
             await self.flush()
+            _check_cancelled()
 
     async def flush(self) -> None:
         ops, self._ops = self._ops, []
         if not ops or self._redis is None:
             return
         try:
-            async with asyncio.timeout(self.timeout * 2):
-                pipe = self._redis.pipeline(transaction=False)
+            async with (
+                asyncio.timeout(self.timeout * 2),
+                self._redis.pipeline(transaction=False) as pipe,
+            ):
                 for script, keys, args in ops:
                     await self._scripts[script](keys=keys, args=args, client=pipe)
                 await pipe.execute()
@@ -226,11 +232,13 @@ class RedisStore:
         period = min(self.lease_ttl / 3.0, 5.0)
         procs = self.prefix + "procs"
         live_ms = max(period * 3.0, 1.0) * 1000.0
-        while True:
+        while not self._closed:
             if self.state == "redis" and self._redis is not None:
                 try:
-                    async with asyncio.timeout(self.timeout * 2):
-                        pipe = self._redis.pipeline(transaction=False)
+                    async with (
+                        asyncio.timeout(self.timeout * 2),
+                        self._redis.pipeline(transaction=False) as pipe,
+                    ):
                         for lkey, ids in list(self.leased.items()):
                             if ids:
                                 args: list[Any] = [self.lease_ttl * 1000.0, *ids]
@@ -243,6 +251,7 @@ class RedisStore:
                 except self._down as exc:
                     with contextlib.suppress(LimitsStoreError):
                         self.down(exc)
+            _check_cancelled()
             await asyncio.sleep(period)
 
     async def aclose(self) -> None:
@@ -253,9 +262,8 @@ class RedisStore:
         tasks = [*self._tasks, *([self._probe] if self._probe else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout * 2)
         redis, self._redis = self._redis, None
         if redis is None:
             return
@@ -271,6 +279,14 @@ class RedisStore:
                 self._redis = None
         self.leased.clear()
         await redis.aclose()
+
+
+def _check_cancelled() -> None:
+    """Raise CancelledError when this task is being cancelled: redis-py can swallow one that
+    lands while it opens a connection, and a cancelled call must not go on as if it were not."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _safe_url(url: str) -> str:

@@ -1,0 +1,273 @@
+"""Limits shared through a real ``redis-server`` (started here on a free port, in a temp dir).
+
+Several processes (``tests/redis_worker.py``) call the fake in this process through their own
+Client on one store; every check reads the fake's records, whose times are the system-wide
+monotonic clock. A second Client in this process with a store of its own stands for "another
+process" where only Redis is shared anyway (separate connections, scripts, leases, heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import salvo
+from _redis_server import RedisServer, have_redis_server
+from salvo._redis_store import LimitsStoreError, RedisStore
+from salvo.testing import Behavior, FakeProvider, Record
+
+pytestmark = pytest.mark.skipif(not have_redis_server(), reason="redis-server is not installed")
+
+MSGS = [{"role": "user", "content": "hi"}]
+WORKER = str(Path(__file__).with_name("redis_worker.py"))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def store_url(server: RedisServer) -> str:
+    import redis
+
+    with redis.Redis(port=server.port) as r:
+        r.flushall()
+    return server.url
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    async with FakeProvider() as srv:
+        yield srv
+
+
+def spawn(cfg: dict[str, Any]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        [sys.executable, WORKER, json.dumps(cfg)], stdout=subprocess.PIPE, text=True, env=env
+    )
+
+
+async def finish(procs: list[subprocess.Popen[str]], timeout: float) -> list[dict[str, Any]]:
+    out = []
+    for proc in procs:
+        stdout, _ = await asyncio.to_thread(proc.communicate, timeout=timeout)
+        assert proc.returncode == 0, stdout
+        out.append(json.loads(stdout.splitlines()[-1]))
+    return out
+
+
+def max_overlap(records: list[Record]) -> int:
+    events = []
+    for r in records:
+        assert r.closed is not None
+        events += [(r.arrived, 1), (r.closed, -1)]
+    now = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+# -- across processes -----------------------------------------------------------------------------
+
+
+async def test_four_processes_share_rpm_600_smoothly(fake: FakeProvider, store_url: str) -> None:
+    start_at = time.monotonic() + 4.0  # time for four interpreters to import salvo
+    cfg = {"base": fake.openai_base, "store": store_url, "model": "openai/m", "tasks": 4}
+    cfg |= {"limits": {"rpm": 600}, "start_at": start_at, "duration": 21.0}
+    results = await finish([spawn(cfg) for _ in range(4)], timeout=90)
+    arrivals = sorted(r.arrived for r in fake.records_for("m"))
+    t0 = arrivals[0]
+    in_20s = sum(1 for a in arrivals if a < t0 + 20.0)
+    assert 196 <= in_20s <= 204, in_20s  # 600 a minute across all four, not each
+    busiest = max(sum(1 for b in arrivals if a <= b < a + 1.0) for a in arrivals)
+    assert busiest <= 12, busiest  # never more than 1.2x the smooth 10 a second
+    assert all(r["ok"] > 10 and r["err"] == 0 and r["store"] == "redis" for r in results)
+
+
+async def test_max_parallel_requests_holds_across_four_processes(
+    fake: FakeProvider, store_url: str
+) -> None:
+    fake.script("m", Behavior(latency=0.3))
+    cfg = {"base": fake.openai_base, "store": store_url, "model": "openai/m", "tasks": 8}
+    cfg |= {"limits": {"max_parallel_requests": 5}, "start_at": time.monotonic() + 3.0}
+    cfg["duration"] = 4.0
+    results = await finish([spawn(cfg) for _ in range(4)], timeout=60)
+    records = fake.records_for("m")
+    assert max_overlap(records) == 5  # saturated, never over
+    assert sum(r["ok"] for r in results) == len(records)
+    assert all(r["ok"] > 0 for r in results)  # every process got slots
+
+
+async def test_a_sigkilled_process_gives_its_slots_back_within_the_ttl(
+    fake: FakeProvider, store_url: str, server: RedisServer
+) -> None:
+    import redis
+
+    fake.script("slow", Behavior(latency=60.0))
+    fake.script("quick", Behavior())
+    limits = {"max_parallel_requests": 5}
+    cfg = {"base": fake.openai_base, "store": store_url, "model": "openai/slow", "tasks": 5}
+    cfg |= {"limits": limits, "start_at": time.monotonic(), "duration": 60.0, "lease_ttl": 2.0}
+    proc = spawn(cfg)
+    try:
+        async with asyncio.timeout(30):
+            while len(fake.records_for("slow")) < 5:
+                assert proc.poll() is None
+                await asyncio.sleep(0.05)
+        with redis.Redis(port=server.port) as r:
+            (lease_set,) = r.keys("salvo:*:l")
+            assert r.zcard(lease_set) == 5  # every slot held by the worker
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    killed = time.monotonic()
+    store = RedisStore(store_url, lease_ttl=2.0)
+    async with salvo.Client(limits_store=store, timeout=30) as client:
+        kw = {"api_base": fake.openai_base, "api_key": "k", **limits}
+        out = await asyncio.gather(
+            *(client.acompletion("openai/quick", MSGS, **kw) for _ in range(5))
+        )
+    assert all(o.content for o in out)
+    quick = fake.records_for("quick")
+    assert len(quick) == 5 and max(r.arrived for r in quick) - killed < 2.0 + 1.5
+
+
+async def test_a_429_in_one_process_pauses_the_key_in_the_others(
+    fake: FakeProvider, store_url: str
+) -> None:
+    fake.script("m", [Behavior(status=429, headers={"retry-after": "2"}), Behavior()])
+    kw = {"api_base": fake.openai_base, "api_key": "k"}
+    async with (
+        salvo.Client(limits_store=store_url, timeout=30) as one,
+        salvo.Client(limits_store=store_url, timeout=30) as other,
+    ):
+        first = asyncio.create_task(one.acompletion("openai/m", MSGS, **kw))
+        while not fake.records_for("m"):
+            await asyncio.sleep(0.01)
+        t429 = fake.records_for("m")[0].arrived
+        await asyncio.sleep(0.2)  # the pause goes out in the store's next flush
+        # A call whose deadline falls inside the pause fails at once, retry_after set.
+        with pytest.raises(salvo.RateLimitError) as info:
+            await other.acompletion("openai/n", MSGS, timeout=0.5, **kw)
+        assert info.value.retry_after is not None and 1.0 < info.value.retry_after <= 2.0
+        assert info.value.model == "n" and fake.records_for("n") == []
+        resp = await other.acompletion("openai/n", MSGS, **kw)  # waits the pause out
+        await first
+    assert resp.content
+    (n,) = fake.records_for("n")
+    assert n.arrived - t429 >= 1.95
+    assert [r.status for r in fake.records_for("m")] == [429, 200]
+
+
+# -- when Redis fails ---------------------------------------------------------------------------
+
+
+async def test_redis_killed_mid_run_every_call_ends_and_the_fallback_shows(
+    fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = RedisServer().start()
+    fake.script("m", Behavior(latency=0.05))
+    kw = {"api_base": fake.openai_base, "api_key": "k", "rpm": 1200, "max_parallel_requests": 4}
+    store = RedisStore(srv.url, timeout=0.5, probe_interval=0.2)
+    try:
+        async with salvo.Client(limits_store=store, timeout=20, max_retries=0) as client:
+            calls = [
+                asyncio.create_task(client.acompletion("openai/m", MSGS, **kw)) for _ in range(40)
+            ]
+            while len(fake.records_for("m")) < 8:
+                await asyncio.sleep(0.01)
+            assert client.statistics().limits_store == "redis"
+            with caplog.at_level(logging.WARNING, logger="salvo"):
+                srv.kill()
+                async with asyncio.timeout(30):  # none hangs
+                    done = await asyncio.gather(*calls, return_exceptions=True)
+            assert all(isinstance(d, salvo.ModelResponse | salvo.SalvoError) for d in done)
+            assert sum(isinstance(d, salvo.ModelResponse) for d in done) == 40
+            assert client.statistics().limits_store == "fallback"
+            assert [r.message for r in caplog.records].count(
+                next(r.message for r in caplog.records if "unreachable" in r.message)
+            ) == 1  # a WARNING once, not once per call
+            srv.start()  # back on the same port: the store is used again
+            async with asyncio.timeout(10):
+                while client.statistics().limits_store != "redis":
+                    await asyncio.sleep(0.05)
+            assert (await client.acompletion("openai/m", MSGS, **kw)).content
+    finally:
+        srv.stop()
+
+
+async def test_fallback_fail_raises_instead(fake: FakeProvider) -> None:
+    srv = RedisServer()  # never started: nothing listens there
+    async with salvo.Client(
+        limits_store=srv.url, limits_store_fallback="fail", timeout=10
+    ) as client:
+        with pytest.raises(LimitsStoreError, match="did not answer"):
+            await client.acompletion("openai/m", MSGS, api_base=fake.openai_base, api_key="k")
+    assert fake.records == []
+    srv.stop()
+
+
+# -- configuration and hygiene ----------------------------------------------------------------
+
+
+async def test_keys_are_namespaced_expire_and_hold_no_secret(
+    fake: FakeProvider, store_url: str, server: RedisServer
+) -> None:
+    import redis
+
+    secret = "sk-very-secret-key-123"
+    kw = {"api_base": fake.openai_base, "api_key": secret}
+    kw |= {"rpm": 6000, "tpm": 100000, "max_parallel_requests": 3}
+    async with salvo.Client(limits_store=store_url) as client:
+        await asyncio.gather(*(client.acompletion("openai/m", MSGS, **kw) for _ in range(5)))
+    with redis.Redis(port=server.port) as r:
+        keys = r.keys("*")
+        assert keys and all(k.startswith(b"salvo:") for k in keys)
+        for k in keys:
+            assert secret.encode() not in k and r.pttl(k) > 0
+            value = r.dump(k) or b""
+            assert secret.encode() not in value
+
+
+async def test_the_store_comes_from_argument_config_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = {"model_list": [], "salvo_settings": {"limits_store": "redis://127.0.0.1:1/0"}}
+    async with salvo.Client(config=cfg) as client:
+        assert client.statistics().limits_store == "redis"
+    monkeypatch.setenv("SALVO_LIMITS_STORE", "redis://127.0.0.1:1/0")
+    async with salvo.Client() as client:
+        assert client.statistics().limits_store == "redis"
+    monkeypatch.delenv("SALVO_LIMITS_STORE")
+    async with salvo.Client() as client:
+        assert client.statistics().limits_store == "local"
+    with pytest.raises(salvo.ConfigError, match="redis://"):
+        salvo.Client(limits_store="http://127.0.0.1:6379")
+    with pytest.raises(salvo.ConfigError, match="'local' or 'fail'"):
+        salvo.Client(limits_store="redis://x", limits_store_fallback="maybe")  # type: ignore[arg-type]
+
+
+async def test_without_the_redis_package_a_store_is_a_config_error_naming_the_extra(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    async with salvo.Client(limits_store="redis://127.0.0.1:1/0") as client:
+        with pytest.raises(salvo.ConfigError, match=r"salvo-llm\[redis\]"):
+            await client.acompletion("openai/m", MSGS, api_base=fake.openai_base, api_key="k")
+    assert fake.records == []

@@ -9,7 +9,8 @@ import sys
 def test_import_salvo_defers_heavy_modules() -> None:
     code = (
         "import sys, salvo\n"
-        "heavy = ['aiohttp', 'yaml', 'aiolimiter', 'sqlite3', 'redis', 'salvo.batches', 'salvo.proxy']\n"
+        "heavy = ['aiohttp', 'yaml', 'aiolimiter', 'sqlite3', 'redis', 'salvo.batches',"
+        " 'salvo.proxy']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
         "salvo.acreate_file\n"
         "print('salvo.batches' in sys.modules)\n"

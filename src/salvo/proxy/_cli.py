@@ -4,7 +4,9 @@ With ``--workers N > 1`` the parent binds the address once (to check it and to l
 when ``--port 0``), then forks N workers; each one opens its own listening socket on that
 port with ``SO_REUSEPORT``, so the kernel spreads connections across them (Linux). Each
 worker has its own upstream session and limiters, so the config's ``rpm``, ``tpm`` and
-``max_parallel_requests`` are divided among the workers (rounded up). SIGINT/SIGTERM stop the
+``max_parallel_requests`` are divided among the workers (rounded up), unless a limits store is
+set (``salvo_settings.limits_store`` or ``SALVO_LIMITS_STORE``): then the workers share every
+limit whole through it. SIGINT/SIGTERM stop the
 workers gracefully: in-flight requests get ``shutdown_timeout`` seconds to finish.
 """
 
@@ -154,7 +156,9 @@ def _prefork(config: Config, settings: ProxySettings, args: argparse.Namespace) 
         probe.close()
         return _fail(f"cannot bind {args.host}:{args.port} with SO_REUSEPORT: {exc}.")
     port = probe.getsockname()[1]
-    worker_config = split_limits(config, args.workers)
+    # With a shared limits store, every worker paces against the whole limit in Redis.
+    shared = bool(config.settings.get("limits_store") or os.environ.get("SALVO_LIMITS_STORE"))
+    worker_config = config if shared else split_limits(config, args.workers)
     ready_r, ready_w = os.pipe()
     children: list[int] = []
     for _ in range(args.workers):

@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_provider_streams.py
 	$(BIN)/python benchmarks/bench_local_batch.py --n 100000
 	$(BIN)/python benchmarks/bench_proxy.py
+	$(BIN)/python benchmarks/bench_limits_store.py
 
 # The openai SDK, LiteLLM and matplotlib go in a venv of their own, never in the dev venv.
 bench-compare:

@@ -37,6 +37,10 @@ __all__ = ["LimitsStoreError", "RedisStore", "StoreDown"]
 log = logging.getLogger("salvo")
 
 
+#: How long the outbox waits after its first entry before it flushes (seconds).
+_COALESCE = 0.002
+
+
 class LimitsStoreError(SalvoError):
     """The shared limits store is unreachable and ``limits_store_fallback="fail"``."""
 
@@ -88,6 +92,7 @@ class RedisStore:
         self._lease_no = 0
         self._closed = False
         self._down: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
+        self._no_script: type[BaseException] = Exception
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.state} processes={self.processes}>"
@@ -110,7 +115,9 @@ class RedisStore:
                 retry_on_timeout=False,
                 retry_on_error=[],
             )
-            from redis.exceptions import RedisError
+            from redis.exceptions import NoScriptError, RedisError
+
+            self._no_script = NoScriptError
 
             #: What "Redis did not answer" looks like: redis-py's errors and the socket's.
             self._down = (OSError, asyncio.TimeoutError, RedisError)
@@ -144,7 +151,10 @@ class RedisStore:
             raise StoreDown
         try:
             async with asyncio.timeout(self.timeout * 2):
-                out = await self._scripts[script](keys=keys, args=args, client=redis)
+                try:
+                    out = await redis.evalsha(self._scripts[script].sha, len(keys), *keys, *args)
+                except self._no_script:  # Redis restarted or flushed its scripts: load, retry
+                    out = await self._scripts[script](keys=keys, args=args, client=redis)
         except self._down as exc:
             _check_cancelled()
             self.down(exc)
@@ -208,6 +218,7 @@ class RedisStore:
         assert ready is not None
         while not self._closed:
             await ready.wait()
+            await asyncio.sleep(_COALESCE)  # let a burst of releases share one pipeline
             ready.clear()
             await self.flush()
             _check_cancelled()

@@ -64,10 +64,16 @@ def spawn(cfg: dict[str, Any]) -> subprocess.Popen[str]:
 
 async def finish(procs: list[subprocess.Popen[str]], timeout: float) -> list[dict[str, Any]]:
     out = []
-    for proc in procs:
-        stdout, _ = await asyncio.to_thread(proc.communicate, timeout=timeout)
-        assert proc.returncode == 0, stdout
-        out.append(json.loads(stdout.splitlines()[-1]))
+    try:
+        for proc in procs:
+            stdout, _ = await asyncio.to_thread(proc.communicate, timeout=timeout)
+            assert proc.returncode == 0, stdout
+            out.append(json.loads(stdout.splitlines()[-1]))
+    finally:  # a worker that hangs or fails is killed, never left behind
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     return out
 
 
@@ -271,3 +277,41 @@ async def test_without_the_redis_package_a_store_is_a_config_error_naming_the_ex
         with pytest.raises(salvo.ConfigError, match=r"salvo-llm\[redis\]"):
             await client.acompletion("openai/m", MSGS, api_base=fake.openai_base, api_key="k")
     assert fake.records == []
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+
+async def test_a_budget_shared_by_two_stores_never_overspends(store_url: str) -> None:
+    from salvo._budget_redis import RedisBudget
+
+    one, two = RedisStore(store_url), RedisStore(store_url)
+    try:
+        a, b = RedisBudget(one, 1.0, name="team"), RedisBudget(two, 1.0, name="team")
+        # 1,000 concurrent reservations of 1 cent each from two "processes": exactly 100 fit.
+        got = await asyncio.gather(*((a if i % 2 else b).reserve(0.01) for i in range(1000)))
+        assert sum(got) == 100
+        for budget, ok in zip([b, a] * 500, got, strict=True):
+            if ok:
+                budget.settle(0.01, 0.004)  # each call cost less than its worst case
+        spent, reserved = await a.spent()
+        await b.spent()  # flushes the other store's settlements too
+        spent, reserved = await a.spent()
+        assert reserved == pytest.approx(0.0, abs=1e-9) and spent == pytest.approx(0.4)
+        assert await b.reserve(0.6) and not await a.reserve(0.01)  # 0.4 + 0.6 = the budget
+    finally:
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_a_budget_with_redis_down_refuses_to_reserve() -> None:
+    from salvo._budget_redis import RedisBudget
+
+    store = RedisStore(RedisServer().url, timeout=0.3)  # nothing listens there
+    try:
+        with pytest.raises(LimitsStoreError, match="unreachable"):
+            await RedisBudget(store, 5.0).reserve(0.01)
+        with pytest.raises(LimitsStoreError):  # and it stays refused while Redis is down
+            await RedisBudget(store, 5.0).reserve(0.01)
+    finally:
+        await store.aclose()

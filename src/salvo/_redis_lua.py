@@ -18,7 +18,17 @@ renewal), and none holds anything but numbers and random lease ids.
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "ADJUST", "GIVE_BACK", "HEARTBEAT", "PAUSE", "PAUSED", "RENEW"]
+__all__ = [
+    "ACQUIRE",
+    "ADJUST",
+    "BUDGET_RESERVE",
+    "BUDGET_SETTLE",
+    "GIVE_BACK",
+    "HEARTBEAT",
+    "PAUSE",
+    "PAUSED",
+    "RENEW",
+]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -164,3 +174,28 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 2))
 return redis.call('ZCARD', KEYS[1])
 """
 )
+
+#: KEYS: the budget hash (fields ``spent``, ``reserved``). ARGV: the budget (USD), this
+#: reservation (USD), ttl ms. -> 1 reserved | 0 it would pass the budget.
+BUDGET_RESERVE = """
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+local usd = tonumber(ARGV[2])
+if spent + reserved + usd > tonumber(ARGV[1]) + 1e-12 then
+  return 0
+end
+redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', usd)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+#: KEYS: the budget hash. ARGV: the reservation (USD), the real cost (USD), ttl ms.
+BUDGET_SETTLE = """
+local left = redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', -tonumber(ARGV[1]))
+if tonumber(left) < 1e-9 then
+  redis.call('HSET', KEYS[1], 'reserved', '0')
+end
+redis.call('HINCRBYFLOAT', KEYS[1], 'spent', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""

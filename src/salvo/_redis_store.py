@@ -37,6 +37,9 @@ __all__ = ["LimitsStoreError", "RedisStore", "StoreDown"]
 log = logging.getLogger("salvo")
 
 
+#: Connections to Redis per process (calls beyond it wait for one, up to ``timeout``).
+_MAX_CONNECTIONS = 32
+
 #: How long the outbox waits after its first entry before it flushes (seconds).
 _COALESCE = 0.002
 
@@ -99,7 +102,7 @@ class RedisStore:
 
     # -- connection ------------------------------------------------------------------------------
 
-    def _client(self) -> Redis:
+    def connect(self) -> Redis:
         redis = self._redis
         if redis is None:
             try:
@@ -108,13 +111,21 @@ class RedisStore:
                 raise ConfigError(
                     "limits_store needs the redis client: pip install 'salvo-llm[redis]'."
                 ) from None
-            redis = self._redis = Redis.from_url(
+            from redis.asyncio import BlockingConnectionPool
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            # A bounded pool that makes a burst wait for a connection (a plain pool raises
+            # "Too many connections", which would look like Redis being down).
+            pool = BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=_MAX_CONNECTIONS,
+                timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                retry_on_timeout=False,
-                retry_on_error=[],
+                retry=Retry(NoBackoff(), 0),
             )
+            redis = self._redis = Redis(connection_pool=pool)
             from redis.exceptions import NoScriptError, RedisError
 
             self._no_script = NoScriptError
@@ -146,7 +157,7 @@ class RedisStore:
     async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One script on the request path; :class:`StoreDown` (or :class:`LimitsStoreError`)
         when Redis does not answer in time."""
-        redis = self._client()
+        redis = self.connect()
         if self.state != "redis":
             raise StoreDown
         try:
@@ -183,7 +194,7 @@ class RedisStore:
                 self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
 
     async def _probe_loop(self) -> None:
-        redis = self._client()
+        redis = self.connect()
         try:
             while not self._closed:
                 await asyncio.sleep(self.probe_interval)
@@ -290,6 +301,7 @@ class RedisStore:
                 self._redis = None
         self.leased.clear()
         await redis.aclose()
+        await redis.connection_pool.disconnect()  # the Client does not own a pool it was given
 
 
 def _check_cancelled() -> None:

@@ -315,3 +315,58 @@ async def test_a_budget_with_redis_down_refuses_to_reserve() -> None:
             await RedisBudget(store, 5.0).reserve(0.01)
     finally:
         await store.aclose()
+
+
+# -- cancellation ------------------------------------------------------------------------------
+
+
+async def test_cancelled_waiters_give_their_leases_and_slots_back(
+    fake: FakeProvider, store_url: str, server: RedisServer
+) -> None:
+    import redis
+
+    fake.script("slow", Behavior(latency=0.5))
+    kw = {"api_base": fake.openai_base, "api_key": "k", "max_parallel_requests": 2}
+    async with salvo.Client(limits_store=store_url, timeout=30) as client:
+        calls = [
+            asyncio.create_task(client.acompletion("openai/slow", MSGS, **kw)) for _ in range(6)
+        ]
+        while len(fake.records_for("slow")) < 2:
+            await asyncio.sleep(0.01)
+        for i, task in enumerate(calls):  # cancel at once: the two in flight and two waiting
+            if i % 3 != 2:
+                task.cancel()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert sum(isinstance(d, asyncio.CancelledError) for d in done) == 4
+        assert sum(isinstance(d, salvo.ModelResponse) for d in done) == 2
+        await client.acompletion("openai/quick", MSGS, **kw)
+        stats = client.statistics()
+        assert stats.in_flight == 0 and stats.waiting_on_limiters == 0
+        await asyncio.sleep(0.1)  # the give-backs go out in the next flush
+        with redis.Redis(port=server.port) as r:
+            held = sum(r.zcard(k) for k in r.keys("salvo:*:l"))
+            assert held == 0  # no lease left behind by a cancelled call
+    for record in fake.records_for("slow"):
+        assert record.closed is not None  # cancelled calls closed their connections
+
+
+async def test_a_cancelled_rate_waiter_gives_its_slot_back(store_url: str) -> None:
+    from salvo._limit_spec import LimitSpec
+
+    store = RedisStore(store_url)
+    try:
+        limiter = store.limiter(("openai", "b", "k"), LimitSpec(rpm=60))  # one a second
+        await limiter.acquire()
+        limiter.release()
+        t0 = time.monotonic()
+        waiter = asyncio.create_task(limiter.acquire())  # reserves the slot at +1 s
+        await asyncio.sleep(0.2)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await asyncio.sleep(0.05)  # the give-back is flushed
+        await limiter.acquire()  # takes the +1 s slot the cancelled one gave back, not +2 s
+        assert time.monotonic() - t0 < 1.5
+        assert limiter.in_flight == 1
+    finally:
+        await store.aclose()

@@ -370,3 +370,39 @@ async def test_a_cancelled_rate_waiter_gives_its_slot_back(store_url: str) -> No
         assert limiter.in_flight == 1
     finally:
         await store.aclose()
+
+
+def test_serve_workers_share_limits_through_a_store_instead_of_splitting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from salvo import load_config
+    from salvo.proxy._cli import split_limits
+
+    entry = {"model_name": "a", "params": {"model": "openai/x", "rpm": 600}}
+    monkeypatch.delenv("SALVO_LIMITS_STORE", raising=False)
+    plain = load_config({"model_list": [entry]})
+    assert split_limits(plain, 4).models["a"][0].params["rpm"] == 150
+    shared = load_config(
+        {"model_list": [entry], "salvo_settings": {"limits_store": "redis://127.0.0.1:6379/0"}}
+    )
+    assert split_limits(shared, 4) is shared  # every worker paces against the whole 600
+    monkeypatch.setenv("SALVO_LIMITS_STORE", "redis://127.0.0.1:6379/0")
+    assert split_limits(plain, 4) is plain
+
+
+async def test_the_fallback_keeps_one_nth_of_each_limit() -> None:
+    from salvo._limit_spec import LimitSpec
+
+    store = RedisStore(RedisServer().url, timeout=0.3)  # nothing listens there
+    store.processes = 4  # as last counted in salvo:procs
+    try:
+        limiter = store.limiter(("openai", "b", "k"), LimitSpec(rpm=600, max_parallel_requests=5))
+        await limiter.acquire()
+        assert store.state == "fallback"
+        assert limiter._local.spec == LimitSpec(rpm=150, max_parallel_requests=2)  # type: ignore[attr-defined]
+        limiter.release()
+        assert limiter.in_flight == 0 and not limiter.at_rest()  # its 1/4 rpm bucket is full
+        await asyncio.sleep(60 / 150 + 0.1)
+        assert limiter.at_rest()
+    finally:
+        await store.aclose()

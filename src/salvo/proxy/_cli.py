@@ -62,8 +62,9 @@ def _fail(message: str) -> int:
 
 
 def split_limits(config: Config, workers: int) -> Config:
-    """The config each of ``workers`` processes runs: every limit divided, rounded up."""
-    if workers == 1:
+    """The config each of ``workers`` processes runs: every limit divided, rounded up; whole
+    when the workers share a limits store (they pace against the whole limit in it)."""
+    if workers == 1 or config.settings.get("limits_store") or os.environ.get("SALVO_LIMITS_STORE"):
         return config
     out = Config(settings=config.settings, source=config.source)
     for name, entries in config.models.items():
@@ -156,9 +157,7 @@ def _prefork(config: Config, settings: ProxySettings, args: argparse.Namespace) 
         probe.close()
         return _fail(f"cannot bind {args.host}:{args.port} with SO_REUSEPORT: {exc}.")
     port = probe.getsockname()[1]
-    # With a shared limits store, every worker paces against the whole limit in Redis.
-    shared = bool(config.settings.get("limits_store") or os.environ.get("SALVO_LIMITS_STORE"))
-    worker_config = config if shared else split_limits(config, args.workers)
+    worker_config = split_limits(config, args.workers)
     ready_r, ready_w = os.pipe()
     children: list[int] = []
     for _ in range(args.workers):

@@ -36,6 +36,8 @@ from ._limits import LimitSpec as LimitSpec
 from ._pricing import cost_usd as cost_usd
 from ._pricing import get_price as get_price
 from ._pricing import set_price as set_price
+from ._redis_store import LimitsStoreError as LimitsStoreError
+from ._redis_store import RedisStore as RedisStore
 from ._retry import RetryPolicy as RetryPolicy
 from ._stats import ClientStatistics as ClientStatistics
 from ._stream import CompletionStream as CompletionStream
@@ -114,6 +116,7 @@ __all__ = [
     "FileDeleted",
     "FileObject",
     "LimitSpec",
+    "LimitsStoreError",
     "LimiterStatistics",
     "Message",
     "ModelResponse",
@@ -122,6 +125,7 @@ __all__ = [
     "PermissionDeniedError",
     "ProviderError",
     "RateLimitError",
+    "RedisStore",
     "RequestCounts",
     "ResponseDecodeError",
     "RetryPolicy",

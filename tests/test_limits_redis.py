@@ -406,3 +406,29 @@ async def test_the_fallback_keeps_one_nth_of_each_limit() -> None:
         assert limiter.at_rest()
     finally:
         await store.aclose()
+
+
+async def test_a_hung_redis_costs_a_call_at_most_its_timeout(fake: FakeProvider) -> None:
+    srv = RedisServer().start()
+    assert srv.proc is not None
+    kw = {"api_base": fake.openai_base, "api_key": "k", "max_parallel_requests": 3}
+    store = RedisStore(srv.url, timeout=0.3, probe_interval=0.2)
+    try:
+        async with salvo.Client(limits_store=store, timeout=20, max_retries=0) as client:
+            assert (await client.acompletion("openai/m", MSGS, **kw)).content
+            srv.proc.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+            try:
+                t0 = time.monotonic()
+                async with asyncio.timeout(15):  # none hangs
+                    out = await asyncio.gather(
+                        *(client.acompletion("openai/m", MSGS, **kw) for _ in range(10))
+                    )
+                assert all(o.content for o in out) and time.monotonic() - t0 < 5
+                assert client.statistics().limits_store == "fallback"
+            finally:
+                srv.proc.send_signal(signal.SIGCONT)
+            async with asyncio.timeout(10):
+                while client.statistics().limits_store != "redis":
+                    await asyncio.sleep(0.05)
+    finally:
+        srv.stop()

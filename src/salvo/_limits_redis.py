@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
 from ._limit_spec import LimiterStatistics, LimitSpec
-from ._limits import KeyLimiter, key_paused
+from ._limits import KeyLimiter, _now, key_paused
 from ._redis_store import RedisStore, StoreDown
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class RedisKeyLimiter:
     def at_rest(self) -> bool:
         if self._active or self.waiting or self._leases:
             return False
-        return self._paused_until <= asyncio.get_running_loop().time() and self._local.at_rest()
+        return self._paused_until <= _now() and self._local.at_rest()
 
     def statistics(self) -> LimiterStatistics:
         local = self._local.statistics()

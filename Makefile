@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_proxy.py
 	$(BIN)/python benchmarks/bench_hedge.py --chart docs/hedge.png
 	$(BIN)/python benchmarks/bench_otel.py
+	$(BIN)/python benchmarks/bench_limits_store.py
 
 # The openai SDK, LiteLLM and matplotlib go in a venv of their own, never in the dev venv.
 bench-compare:

@@ -9,8 +9,8 @@ import sys
 def test_import_salvo_defers_heavy_modules() -> None:
     code = (
         "import sys, salvo\n"
-        "heavy = ['aiohttp', 'yaml', 'aiolimiter', 'sqlite3', 'salvo.batches', 'salvo.proxy',\n"
-        "         'opentelemetry', 'prometheus_client']\n"
+        "heavy = ['aiohttp', 'yaml', 'aiolimiter', 'sqlite3', 'redis', 'salvo.batches',"
+        " 'salvo.proxy', 'opentelemetry', 'prometheus_client']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
         "salvo.acreate_file\n"
         "print('salvo.batches' in sys.modules)\n"

@@ -66,8 +66,10 @@ async def test_rpm_paces_a_batch_of_1000_evenly_over_the_minutes(
     sent: list[float] = []  # when each request was let through, on the virtual clock
     acquire = KeyLimiter.acquire
 
-    async def recording_acquire(self: KeyLimiter, tokens: int = 0) -> None:
-        await acquire(self, tokens)
+    async def recording_acquire(
+        self: KeyLimiter, tokens: int = 0, *, deadline: float | None = None
+    ) -> None:
+        await acquire(self, tokens, deadline=deadline)
         sent.append(now())
 
     monkeypatch.setattr(KeyLimiter, "acquire", recording_acquire)
@@ -419,3 +421,95 @@ def test_a_client_belongs_to_one_event_loop() -> None:
             await client.acompletion("openai/m", MSGS, **kw)  # still fine on its own loop
 
     asyncio.run(run())  # a real loop: the test waits on a thread
+
+
+# -- a key pause past the call's deadline (fails at once) ---------------------------------------
+
+
+async def test_a_key_pause_past_the_deadline_fails_at_once_with_retry_after() -> None:
+    limiter = KeyLimiter(LimitSpec(rpm=600))
+    limiter.pause(60.0)
+    t0 = now()
+    with pytest.raises(salvo.RateLimitError) as info:
+        await limiter.acquire(deadline=t0 + 5.0)
+    assert now() == t0 and info.value.retry_after == pytest.approx(60.0)
+    await limiter.acquire(deadline=t0 + 61.0)  # a deadline after the pause: it waits it out
+    assert now() - t0 == pytest.approx(60.0)
+
+
+async def test_a_pause_that_starts_while_waiting_fails_the_waiter_at_once() -> None:
+    limiter = KeyLimiter(LimitSpec(rpm=60))  # one a second
+    await limiter.acquire()
+    t0 = now()
+    waiter = asyncio.create_task(limiter.acquire(deadline=t0 + 10.0))
+    await asyncio.sleep(0.5)
+    limiter.pause(30.0)
+    with pytest.raises(salvo.RateLimitError):
+        await waiter
+    assert now() - t0 == pytest.approx(1.0)  # it failed when it next looked, not at 10 s
+    assert limiter.in_flight == 1 and limiter.waiting == 0
+
+
+async def test_retry_after_99999_fails_the_others_at_once_and_pauses_max_retry_after(
+    fake: FakeProvider,
+) -> None:
+    fake.script("m", [Behavior(status=429, headers={"retry-after": "99999"}), Behavior()])
+    kw = {"api_base": fake.openai_base, "api_key": "k"}
+    async with salvo.Client(timeout=30) as client:
+        with pytest.raises(salvo.RateLimitError) as first:
+            await client.acompletion("openai/m", MSGS, **kw)
+        assert first.value.retry_after == 99999
+        t0 = now()
+        with pytest.raises(salvo.RateLimitError) as other:
+            await client.acompletion("openai/n", MSGS, **kw)  # 30 s deadline, 60 s pause
+        assert round(now() - t0, 3) == 0.0
+        assert other.value.retry_after == pytest.approx(60.0, abs=0.01)
+        assert (other.value.provider, other.value.model) == ("openai", "n")
+        assert fake.records_for("n") == []
+        assert client.statistics().errors["RateLimitError"] == 2
+        resp = await client.acompletion("openai/n", MSGS, timeout=120, **kw)
+        assert resp.content and round(now() - t0) == 60  # paused max_retry_after, not 99999 s
+
+
+# -- Limiters stays bounded under one-off API keys ---------------------------------------------
+
+
+def test_100000_distinct_keys_stay_within_a_few_mb() -> None:
+    import tracemalloc
+
+    async def run() -> int:
+        limiters = Limiters(LimitSpec(max_parallel_requests=4))
+        kept = limiters.get(("openai", "b", "kept"))
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(100_000):
+            lim = limiters.get(("openai", "b", f"sk-user-{i}"))
+            await lim.acquire(10)
+            lim.release(10, 12)
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert limiters.get(("openai", "b", "kept")) is kept  # still referenced: the same one
+        assert len(limiters.all()) < 3000
+        return grown
+
+    grown = asyncio.run(run())
+    assert grown < 3_000_000, grown
+
+
+async def test_a_limiter_that_is_not_at_rest_is_kept() -> None:
+    limiters = Limiters(LimitSpec(rpm=60))
+    busy = limiters.get(("p", "b", "busy"))
+    await busy.acquire()  # in flight
+    paced = limiters.get(("p", "b", "paced"))
+    await paced.acquire()
+    paced.release()  # its rpm bucket is full for a second
+    for i in range(5000):
+        limiters.get(("p", "b", str(i)))
+    assert limiters.all()[("p", "b", "busy")] is busy
+    assert limiters.all()[("p", "b", "paced")] is paced
+    del busy, paced
+    await asyncio.sleep(1.5)
+    for i in range(5000, 12000):
+        limiters.get(("p", "b", str(i)))
+    assert ("p", "b", "paced") not in limiters.all()  # at rest and unreferenced: dropped
+    assert ("p", "b", "busy") in limiters.all()  # still in flight: kept

@@ -19,6 +19,7 @@ from ._api import arace as arace
 from ._api import warmup as warmup
 from ._budget import Budget as Budget
 from ._budget import LocalBudget as LocalBudget
+from ._budget_redis import RedisBudget as RedisBudget
 from ._call import Route as Route
 from ._client import Client as Client
 from ._config import Config as Config
@@ -45,6 +46,8 @@ from ._limits import LimitSpec as LimitSpec
 from ._pricing import cost_usd as cost_usd
 from ._pricing import get_price as get_price
 from ._pricing import set_price as set_price
+from ._redis_store import LimitsStoreError as LimitsStoreError
+from ._redis_store import RedisStore as RedisStore
 from ._response import Response as Response
 from ._response import ResponseStream as ResponseStream
 from ._retry import RetryPolicy as RetryPolicy
@@ -133,6 +136,7 @@ __all__ = [
     "HTTPRequest",
     "LimitSpec",
     "LimiterStatistics",
+    "LimitsStoreError",
     "LocalBudget",
     "Message",
     "ModelResponse",
@@ -142,6 +146,8 @@ __all__ = [
     "ProviderError",
     "RaceReport",
     "RateLimitError",
+    "RedisBudget",
+    "RedisStore",
     "RequestCounts",
     "Response",
     "ResponseDecodeError",

@@ -22,7 +22,7 @@ from ._response import Response, ResponseStream
 if TYPE_CHECKING:
     import aiohttp
 
-    from ._limits import KeyLimiter
+    from ._limits import Limiter
     from ._models import Deployment
     from .providers import HTTPRequest
 
@@ -51,7 +51,7 @@ class Route:
         max_retries: int,
         first_byte_timeout: float | None,
         stream_idle_timeout: float | None,
-        limiter: KeyLimiter,
+        limiter: Limiter,
     ) -> None:
         self.dep = dep
         self.timeout = timeout
@@ -87,7 +87,7 @@ class Slot:
 
     __slots__ = ("held", "limiter", "tokens")
 
-    def __init__(self, limiter: KeyLimiter, tokens: int) -> None:
+    def __init__(self, limiter: Limiter, tokens: int) -> None:
         self.limiter = limiter
         self.tokens = tokens
         self.held = False

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import _compat, _observe
 from ._aio import asyncio_loop
 from ._body import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_EVENT_BYTES
-from ._budget import Budget, LocalBudget, spend_call, spend_stream
+from ._budget import Budget, LocalBudget, check_limit, spend_call, spend_stream
 from ._call import Route, Slot, fetch, open_stream
 from ._caller import Result
 from ._calls import complete, embed, open_completion_stream
@@ -32,6 +32,7 @@ from ._fanout import agather_all as _agather_all
 from ._hedge import HedgeState
 from ._http import new_session
 from ._limits import Limiters, LimitSpec
+from ._limits_redis import open_store
 from ._messages import check_messages
 from ._race import afirst_k as _afirst_k
 from ._race import arace as _arace
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ._calltrace import CallTrace
+    from ._redis_store import RedisStore
 
 __all__ = ["Client"]
 
@@ -91,6 +93,8 @@ class Client:
         budget_usd: float | Budget | None = None,
         otel_propagate: bool = False,
         capture_content: bool = False,
+        limits_store: str | RedisStore | None = None,
+        limits_store_fallback: Literal["local", "fail"] | None = None,
     ) -> None:
         """``max_body_bytes``: the largest decoded response body read into memory (64 MB);
         ``max_event_bytes``: the largest single SSE event of a stream (16 MB). Past either,
@@ -107,7 +111,8 @@ class Client:
         self.config = load_config(config)
         if isinstance(limits, Mapping):
             limits = LimitSpec.from_mapping(limits)
-        self._limiters = Limiters(limits)
+        store = open_store(limits_store, limits_store_fallback, self.config)
+        self._limiters = Limiters(limits, store)
         self.timeout = timeout
         self.max_retries = max_retries
         self.connect_timeout = connect_timeout
@@ -130,6 +135,10 @@ class Client:
         self.hedging = HedgeState(hedge_budget, hedge_delay)
         if budget_usd is None or isinstance(budget_usd, Budget):
             self.budget: Budget | None = budget_usd
+        elif store is not None:  # shared with every process on the same limits store
+            from ._budget_redis import RedisBudget
+
+            self.budget = RedisBudget(store, check_limit(budget_usd, "budget_usd"))
         else:
             self.budget = LocalBudget(budget_usd)
         self._budgets: tuple[Budget, ...] = () if self.budget is None else (self.budget,)
@@ -166,6 +175,7 @@ class Client:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        await self._limiters.aclose()
 
     @property
     def closed(self) -> bool:

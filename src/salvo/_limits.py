@@ -20,9 +20,16 @@ creates its limiters itself, so they live on the Client's one event loop.
   stream holds its place until it is closed.
 - A 429 that says how long to wait pauses every call of the key, not only the one that got it.
 
-A call waits for capacity; it never fails for lack of it. A waiter that is cancelled gives its
-place back: its place in the concurrency queue goes to the next waiter, and capacity it never
-took from a bucket stays there.
+A call waits for capacity; it never fails for lack of it, with one exception: a call whose
+deadline falls before a 429 pause of its key ends fails at once with a
+:class:`~salvo.RateLimitError` (``retry_after``: the pause left) instead of sitting the pause out
+and timing out. A waiter that is cancelled gives its place back: its place in the concurrency
+queue goes to the next waiter, and capacity it never took from a bucket stays there.
+
+:class:`Limiter` is what the retry loop and the fan-out see; :class:`KeyLimiter` is the
+in-process one, ``salvo._limits_redis.RedisKeyLimiter`` the one shared through Redis.
+:class:`Limiters` keeps one per key and forgets the ones at rest, so a service that passes a
+different API key on every call does not grow without bound.
 """
 
 from __future__ import annotations
@@ -30,19 +37,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import msgspec
-
-from ._errors import ConfigError
+from ._errors import RateLimitError
+from ._estimate import estimate_input_tokens, estimate_tokens
+from ._limit_spec import LimiterStatistics, LimitSpec
 
 if TYPE_CHECKING:
     from aiolimiter import AsyncLimiter
 
+    from ._redis_store import RedisStore as LimitsStore
+
 __all__ = [
     "KeyLimiter",
+    "Limiter",
     "LimitSpec",
     "LimiterStatistics",
     "Limiters",
@@ -50,77 +61,36 @@ __all__ = [
     "estimate_tokens",
 ]
 
-_FIELDS = ("rpm", "tpm", "max_parallel_requests")
+
+class Limiter(Protocol):
+    """One key's limits, in-process or shared: ``await acquire(tokens, deadline=...)`` before
+    each attempt, then exactly one ``release(tokens, used)``."""
+
+    spec: LimitSpec
+
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def counts_tokens(self) -> bool: ...
+    def configure(self, spec: LimitSpec) -> None: ...
+    async def acquire(self, tokens: int = 0, *, deadline: float | None = None) -> None: ...
+    def release(self, tokens: int = 0, used: int | None = None) -> None: ...
+    def pause(self, seconds: float) -> None: ...
+    def at_rest(self) -> bool: ...
+    def statistics(self) -> LimiterStatistics: ...
 
 
-class LimitSpec:
-    """The limits of a key; ``None`` (or 0) means "no limit of this kind"."""
-
-    __slots__ = _FIELDS
-
-    def __init__(
-        self,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_parallel_requests: int | None = None,
-    ) -> None:
-        for name, value in zip(_FIELDS, (rpm, tpm, max_parallel_requests), strict=True):
-            ok = value is None or (
-                isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-            )
-            if not ok or (name == "max_parallel_requests" and not isinstance(value, int | None)):
-                raise ConfigError(f"{name} must be a positive number or None, not {value!r}.")
-        self.rpm = rpm or None
-        self.tpm = tpm or None
-        self.max_parallel_requests = max_parallel_requests or None
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> LimitSpec:
-        unknown = set(values) - set(_FIELDS)
-        if unknown:
-            raise ConfigError(
-                f"Unknown limit(s) {', '.join(sorted(unknown))}; use rpm, tpm and "
-                "max_parallel_requests."
-            )
-        return cls(**values)
-
-    def over(self, base: LimitSpec) -> LimitSpec:
-        """This spec's limits where set, ``base``'s elsewhere."""
-        return LimitSpec(
-            self.rpm or base.rpm,
-            self.tpm or base.tpm,
-            self.max_parallel_requests or base.max_parallel_requests,
-        )
-
-    def _tuple(self) -> tuple[Any, ...]:
-        return (self.rpm, self.tpm, self.max_parallel_requests)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LimitSpec) and self._tuple() == other._tuple()
-
-    def __hash__(self) -> int:
-        return hash(self._tuple())
-
-    def __bool__(self) -> bool:
-        return bool(self.rpm or self.tpm or self.max_parallel_requests)
-
-    def __repr__(self) -> str:
-        return (
-            f"LimitSpec(rpm={self.rpm}, tpm={self.tpm}, "
-            f"max_parallel_requests={self.max_parallel_requests})"
-        )
-
-
-class LimiterStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of one key's limiter (part of ``Client.statistics()``)."""
-
-    rpm: float | None
-    tpm: float | None
-    max_parallel_requests: int | None
-    in_flight: int
-    waiting: int
-    paused_for: float
-    tokens_owed: float
+def key_paused(remaining: float) -> RateLimitError:
+    """The error of a call that would wait for its key's 429 pause past its deadline (the retry
+    loop fills in ``provider`` and ``model``)."""
+    return RateLimitError(
+        f"The key is paused for another {remaining:.3g} s after a 429, longer than this call "
+        "has left before its deadline: failing now rather than waiting to time out.",
+        status_code=429,
+        provider="",
+        model="",
+        retry_after=remaining,
+    )
 
 
 class KeyLimiter:
@@ -128,6 +98,7 @@ class KeyLimiter:
     ``release(tokens, used)`` (``used``: the response's total tokens, when known)."""
 
     __slots__ = (
+        "__weakref__",
         "_active",
         "_cap",
         "_credit",
@@ -185,8 +156,9 @@ class KeyLimiter:
 
     # -- acquire / release -------------------------------------------------------------------
 
-    async def acquire(self, tokens: int = 0) -> None:
-        """Wait until the key may send one more request of about ``tokens`` tokens."""
+    async def acquire(self, tokens: int = 0, *, deadline: float | None = None) -> None:
+        """Wait until the key may send one more request of about ``tokens`` tokens; with
+        ``deadline`` (loop time), fail at once if a 429 pause of the key outlasts it."""
         if (
             self._rpm is None
             and self._tpm is None
@@ -195,11 +167,13 @@ class KeyLimiter:
         ):
             self._active += 1
             return
+        if deadline is not None and self._paused_until > deadline:
+            raise key_paused(self._paused_until - asyncio.get_running_loop().time())
         self.waiting += 1
         try:
             await self._enter()
             try:
-                await self._pace(tokens)
+                await self._pace(tokens, deadline)
             except BaseException:
                 self._leave()
                 raise
@@ -254,11 +228,13 @@ class KeyLimiter:
 
     # -- rates ----------------------------------------------------------------------------
 
-    async def _pace(self, tokens: int) -> None:
+    async def _pace(self, tokens: int, deadline: float | None) -> None:
         loop = asyncio.get_running_loop()
         while True:
             # A pause can start or grow while we sleep or wait for the rpm bucket: look again.
-            while (wait := self._paused_until - loop.time()) > 0:  # noqa: ASYNC110
+            while (wait := self._paused_until - loop.time()) > 0:
+                if deadline is not None and self._paused_until > deadline:
+                    raise key_paused(wait)
                 await asyncio.sleep(wait)
             if self._paused_until:
                 self._paused_until = 0.0
@@ -316,6 +292,17 @@ class KeyLimiter:
 
     # -- observability -------------------------------------------------------------------------
 
+    def at_rest(self) -> bool:
+        """Nothing in flight or waiting, no pause, no debt, every bucket drained: a new limiter
+        with the same spec would behave exactly as this one."""
+        if self._active or self.waiting or self._gate or self._debt > 1e-6:
+            return False
+        if self._paused_until > _now():
+            return False
+        if self._rpm is not None and not self._rpm.has_capacity(1):
+            return False
+        return self._tpm is None or self._tpm.has_capacity(self._tpm_cap)
+
     def statistics(self) -> LimiterStatistics:
         now = _now() if self._paused_until else 0.0
         return LimiterStatistics(
@@ -332,27 +319,65 @@ class KeyLimiter:
         return f"<KeyLimiter {self.spec!r} in_flight={self._active} waiting={self.waiting}>"
 
 
+#: ``Limiters`` sweeps its limiters at rest into a weak map when it holds this many (then
+#: twice as many as survived the last sweep).
+_SWEEP_MIN = 1024
+
+
 class Limiters:
-    """Key -> KeyLimiter. A key's limiter is created on its first call, from that call's
-    limits over the Client's defaults; a later call that sets limits reconfigures it."""
+    """Key -> limiter. A key's limiter is created on its first call, from that call's limits
+    over the Client's defaults; a later call that sets limits reconfigures it.
 
-    __slots__ = ("_by_key", "default")
+    Limiters at rest (:meth:`Limiter.at_rest`) are moved to a weak map when the table grows:
+    one still referenced (by a resolved call's options) stays the key's limiter, one nobody
+    holds is dropped, and a new one made for its key behaves the same. So 100,000 one-off API
+    keys cost what their live limiters cost, not 100,000 limiters.
+    """
 
-    def __init__(self, default: LimitSpec | None = None) -> None:
+    __slots__ = ("_by_key", "_resting", "_sweep_at", "default", "store")
+
+    def __init__(self, default: LimitSpec | None = None, store: LimitsStore | None = None) -> None:
         self.default = default or LimitSpec()
-        self._by_key: dict[Any, KeyLimiter] = {}
+        self.store = store
+        self._by_key: dict[Any, Limiter] = {}
+        self._resting: weakref.WeakValueDictionary[Any, Limiter] = weakref.WeakValueDictionary()
+        self._sweep_at = _SWEEP_MIN
 
-    def get(self, key: Any, spec: LimitSpec | None = None) -> KeyLimiter:
+    def get(self, key: Any, spec: LimitSpec | None = None) -> Limiter:
         limiter = self._by_key.get(key)
         if limiter is None:
-            base = spec.over(self.default) if spec else self.default
-            limiter = self._by_key[key] = KeyLimiter(base)
-        elif spec and spec.over(limiter.spec) != limiter.spec:
+            limiter = self._resting.pop(key, None)
+            if limiter is None:
+                base = spec.over(self.default) if spec else self.default
+                store = self.store
+                limiter = KeyLimiter(base) if store is None else store.limiter(key, base)
+            self._by_key[key] = limiter
+            if len(self._by_key) >= self._sweep_at:
+                self._sweep()
+        if spec and spec.over(limiter.spec) != limiter.spec:
             limiter.configure(spec)
         return limiter
 
-    def all(self) -> Mapping[Any, KeyLimiter]:
-        return self._by_key
+    def _sweep(self) -> None:
+        by_key = self._by_key
+        for key in [k for k, lim in by_key.items() if lim.at_rest()]:
+            self._resting[key] = by_key.pop(key)
+        self._sweep_at = max(2 * len(by_key), _SWEEP_MIN)
+
+    def all(self) -> Mapping[Any, Limiter]:
+        if not self._resting:
+            return self._by_key
+        return {**dict(self._resting.items()), **self._by_key}
+
+    async def aclose(self) -> None:
+        """Give back what this process holds in the shared store, and close it."""
+        if self.store is not None:
+            await self.store.aclose()
+
+    @property
+    def store_state(self) -> str:
+        """``"local"`` without a store, else the store's ``"redis"`` or ``"fallback"``."""
+        return "local" if self.store is None else self.store.state
 
 
 def _now() -> float:
@@ -360,39 +385,3 @@ def _now() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:  # statistics() read outside the loop
         return time.monotonic()
-
-
-def _text_chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    chars = 0
-    if isinstance(content, list):
-        for part in content:
-            if isinstance(part, Mapping):
-                t = part.get("text")
-                if isinstance(t, str):
-                    chars += len(t)
-    return chars
-
-
-def estimate_tokens(messages: Any, max_tokens: Any) -> int:
-    """A cheap estimate of a chat request's tokens: ~4 characters a token, 4 a message, plus
-    the completion budget when the caller set one (corrected from ``usage`` afterwards)."""
-    chars = 0
-    for m in messages:
-        chars += _text_chars(m.get("content"))
-    out = chars // 4 + 4 * len(messages)
-    if isinstance(max_tokens, int):
-        out += max_tokens
-    return out
-
-
-def estimate_input_tokens(value: Any) -> int:
-    """The same estimate for an embeddings input: a string, strings, or token arrays."""
-    if isinstance(value, str):
-        return len(value) // 4 + 1
-    if isinstance(value, list):
-        if value and isinstance(value[0], int):
-            return len(value)
-        return sum(estimate_input_tokens(v) for v in value)
-    return 1

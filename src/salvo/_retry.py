@@ -40,7 +40,7 @@ from ._errors import (
     TimeoutError,
     TransportError,
 )
-from ._limits import KeyLimiter
+from ._limits import Limiter
 
 if TYPE_CHECKING:
     from ._call import Slot
@@ -153,7 +153,7 @@ class RetryCall(Protocol):
     """What the loop needs to know about a call (a Client's ``Route``)."""
 
     @property
-    def limiter(self) -> KeyLimiter: ...
+    def limiter(self) -> Limiter: ...
     @property
     def max_retries(self) -> int: ...
     @property
@@ -192,7 +192,12 @@ async def call_with_retries(
     try:
         with deadline_at(deadline):
             while True:
-                await limiter.acquire(tokens)
+                try:
+                    await limiter.acquire(tokens, deadline=deadline)
+                except RateLimitError as exc:  # the key is paused past our deadline
+                    exc.provider, exc.model = call.provider, call.model
+                    stats.errors["RateLimitError"] += 1
+                    raise
                 stats.requests += 1
                 sending = True
                 if slot is None:

@@ -30,7 +30,9 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     ``"provider base_url key#<hash>"`` (a fingerprint, never the key); ``spent_usd`` /
     ``reserved_usd``: settled and held spend of the client's ``budget_usd`` (None without one);
     ``hedges_started``, ``hedge_wins``, ``hedges_denied`` (by the hedge budget) and
-    ``losers_cost_usd`` (what race losers cost, estimates included): see ``arace(hedge=...)``.
+    ``losers_cost_usd`` (what race losers cost, estimates included): see ``arace(hedge=...)``;
+    ``limits_store``: ``"local"`` (no shared store), ``"redis"``, or ``"fallback"`` while the
+    store is unreachable and each process keeps its share of the limits.
     """
 
     requests: int
@@ -46,6 +48,7 @@ class ClientStatistics(msgspec.Struct, frozen=True, kw_only=True):
     hedge_wins: int = 0
     hedges_denied: int = 0
     losers_cost_usd: float = 0.0
+    limits_store: str = "local"
 
 
 def snapshot(
@@ -73,6 +76,7 @@ def snapshot(
         spent_usd=_money(getattr(budget, "spent_usd", None)),
         reserved_usd=_money(getattr(budget, "reserved_usd", None)),
         **({} if racing is None else msgspec.structs.asdict(racing)),
+        limits_store=limiters.store_state,
     )
 
 

@@ -14,7 +14,7 @@ from ._http import is_transport_error, translate_transport_error
 if TYPE_CHECKING:
     from ._call import Route
     from ._calltrace import CallTrace
-    from ._limits import KeyLimiter
+    from ._limits import Limiter
     from ._models import Deployment
     from ._stream import CompletionStream
 
@@ -51,12 +51,12 @@ def stream_error(
 
 
 class TracedLimiter:
-    """A KeyLimiter seen through a trace: waits are timed. (A stream's slot releases the
+    """A Limiter seen through a trace: waits are timed. (A stream's slot releases the
     route's own limiter: ``_call.Slot``.)"""
 
     __slots__ = ("_limiter", "_trace")
 
-    def __init__(self, limiter: KeyLimiter, trace: CallTrace) -> None:
+    def __init__(self, limiter: Limiter, trace: CallTrace) -> None:
         self._limiter = limiter
         self._trace = trace
 
@@ -64,9 +64,9 @@ class TracedLimiter:
     def counts_tokens(self) -> bool:
         return self._limiter.counts_tokens
 
-    async def acquire(self, tokens: int = 0) -> None:
+    async def acquire(self, tokens: int = 0, *, deadline: float | None = None) -> None:
         t = _perf()
-        await self._limiter.acquire(tokens)
+        await self._limiter.acquire(tokens, deadline=deadline)
         self._trace.waited(_perf() - t)
 
     def release(self, tokens: int = 0, used: int | None = None) -> None:
@@ -82,7 +82,7 @@ class TracedCall:
     __slots__ = ("limiter", "max_retries", "model", "provider", "secret", "timeout")
 
     def __init__(self, opts: Route, trace: CallTrace) -> None:
-        self.limiter = cast("KeyLimiter", TracedLimiter(opts.limiter, trace))
+        self.limiter = cast("Limiter", TracedLimiter(opts.limiter, trace))
         self.max_retries = opts.max_retries
         self.timeout = opts.timeout
         self.provider = opts.provider

@@ -4,7 +4,9 @@ With ``--workers N > 1`` the parent binds the address once (to check it and to l
 when ``--port 0``), then forks N workers; each one opens its own listening socket on that
 port with ``SO_REUSEPORT``, so the kernel spreads connections across them (Linux). Each
 worker has its own upstream session and limiters, so the config's ``rpm``, ``tpm`` and
-``max_parallel_requests`` are divided among the workers (rounded up). SIGINT/SIGTERM stop the
+``max_parallel_requests`` are divided among the workers (rounded up), unless a limits store is
+set (``salvo_settings.limits_store`` or ``SALVO_LIMITS_STORE``): then the workers share every
+limit whole through it. SIGINT/SIGTERM stop the
 workers gracefully: in-flight requests get ``shutdown_timeout`` seconds to finish.
 """
 
@@ -71,8 +73,9 @@ def _fail(message: str) -> int:
 
 
 def split_limits(config: Config, workers: int) -> Config:
-    """The config each of ``workers`` processes runs: every limit divided, rounded up."""
-    if workers == 1:
+    """The config each of ``workers`` processes runs: every limit divided, rounded up; whole
+    when the workers share a limits store (they pace against the whole limit in it)."""
+    if workers == 1 or config.settings.get("limits_store") or os.environ.get("SALVO_LIMITS_STORE"):
         return config
     out = Config(settings=config.settings, source=config.source)
     for name, entries in config.models.items():

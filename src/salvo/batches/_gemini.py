@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from .._errors import ConfigError, NotFoundError
-from ._gemini_upload import unreadable, upload_jsonl
+from ._gemini_upload import upload_jsonl
 from ._google_lines import (
     ended_line,
     input_ids,
@@ -40,7 +40,7 @@ from ._google_lines import (
     translate_file,
 )
 from ._lines import CHAT, EMBEDDINGS, ENDPOINTS
-from ._rest import Rest
+from ._rest import Rest, decoded
 from ._store import LocalStore, StoreFiles
 from ._types import TERMINAL_STATUSES, Batch, Page, RequestCounts
 
@@ -211,10 +211,7 @@ class GeminiBatches(StoreFiles):
     # -- status ------------------------------------------------------------------------------
 
     def _decode_op(self, raw: bytes) -> _Operation:
-        try:
-            return _DECODE_OP(raw)
-        except msgspec.DecodeError:
-            raise unreadable("batch operation", raw) from None
+        return decoded(_DECODE_OP, raw, "gemini", "batch operation", why=False)
 
     async def _get(self, batch_id: str) -> _Operation:
         return self._decode_op(await self.rest.call("GET", f"{self.v}/batches/{_id(batch_id)}"))
@@ -269,10 +266,7 @@ class GeminiBatches(StoreFiles):
         if after is not None:
             params["pageToken"] = after
         raw = await self.rest.call("GET", f"{self.v}/batches", params=params)
-        try:
-            page = _DECODE_PAGE(raw)
-        except msgspec.DecodeError:
-            raise unreadable("batch list", raw) from None
+        page = decoded(_DECODE_PAGE, raw, "gemini", "batch list", why=False)
         data = [self._batch(op) for op in page.operations]
         token = page.next_page_token or None
         return Page(data=data, has_more=token is not None,

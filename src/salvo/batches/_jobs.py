@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -36,12 +36,13 @@ from ..providers import PROVIDERS
 from ._backends import Limits, limits_for
 from ._check import Checked, check_pieces
 from ._lines import OutputLine, ResponsePart, encode_line, iter_lines
-from ._rest import Rest, StreamedPayload
+from ._rest import Rest, StreamedPayload, decoded
 from ._store import FileSource, LocalStore, StoreFiles
 from ._types import Batch, BatchError, FileObject, RequestCounts
 
 __all__ = ["JobBatches", "parse_time"]
 
+T = TypeVar("T")
 _ENCODE = msgspec.json.Encoder().encode
 _DROP = CALL_KEYS | {"stream", "stream_options"}
 _LOCAL_ID = "file-"
@@ -275,10 +276,7 @@ class JobBatches(StoreFiles):
             return form
 
         raw = await self.rest.call("POST", f"{self.base}/files", body=body)
-        try:
-            remote = _DECODE_FILE(raw).id
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("file object", raw, exc) from None
+        remote = self.decoded(_DECODE_FILE, raw, "file object").id
         info: dict[str, Any] = {
             "input_file_id": input_file_id,
             "remote_file": remote,
@@ -292,13 +290,9 @@ class JobBatches(StoreFiles):
         self.store.remember(self.provider, batch.id, info)
         return batch
 
-    def decode_error(self, what: str, raw: bytes, exc: Exception) -> ResponseDecodeError:
-        err = ResponseDecodeError(
-            f"{self.provider} sent a {what} that salvo cannot read ({exc}); it began with "
-            f"{raw[:200].decode('utf-8', 'replace')!r}."
-        )
-        err.provider = self.provider
-        return err
+    def decoded(self, decode: Callable[[bytes], T], raw: bytes, what: str) -> T:
+        """``decode(raw)``, or a ResponseDecodeError naming the provider and ``what``."""
+        return decoded(decode, raw, self.provider, what)
 
     # -- the shared parts of the Batch -------------------------------------------------------
 

@@ -139,10 +139,7 @@ class MistralBatches(JobBatches):
         return self.finish_batch(self._job(raw), info)
 
     def _job(self, raw: bytes) -> Batch:
-        try:
-            return to_batch(_DECODE_JOB(raw))
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch job", raw, exc) from None
+        return to_batch(self.decoded(_DECODE_JOB, raw, "batch job"))
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
         raw = await self.rest.call("GET", f"{self.base}/batch/jobs/{batch_id}")
@@ -160,10 +157,7 @@ class MistralBatches(JobBatches):
         while len(out) <= limit:
             params = {"page": str(page), "page_size": str(size), "order_by": "-created"}
             raw = await self.rest.call("GET", f"{self.base}/batch/jobs", params=params)
-            try:
-                jobs = _DECODE_JOBS(raw)
-            except msgspec.DecodeError as exc:
-                raise self.decode_error("batch job list", raw, exc) from None
+            jobs = self.decoded(_DECODE_JOBS, raw, "batch job list")
             for job in jobs.data:
                 if found:
                     out.append(self.finish_batch(to_batch(job), self.info(job.id)))

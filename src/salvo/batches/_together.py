@@ -98,10 +98,7 @@ class TogetherBatches(JobBatches):
             "completion_window": info["completion_window"],
         }
         raw = await self.rest.call("POST", f"{self.base}/batches", json=body)
-        try:
-            created = _DECODE_CREATED(raw)
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch", raw, exc) from None
+        created = self.decoded(_DECODE_CREATED, raw, "batch")
         batch = self.finish_batch(to_batch(created.job), info)
         if created.warning:
             warning = BatchError(code="warning", message=created.warning)
@@ -109,10 +106,7 @@ class TogetherBatches(JobBatches):
         return batch
 
     def _job(self, raw: bytes) -> _Job:
-        try:
-            return _DECODE_JOB(raw)
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch", raw, exc) from None
+        return self.decoded(_DECODE_JOB, raw, "batch")
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
         job = self._job(await self.rest.call("GET", f"{self.base}/batches/{batch_id}"))
@@ -126,10 +120,7 @@ class TogetherBatches(JobBatches):
 
     async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
         raw = await self.rest.call("GET", f"{self.base}/batches")
-        try:
-            jobs = _DECODE_JOBS(raw)
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch list", raw, exc) from None
+        jobs = self.decoded(_DECODE_JOBS, raw, "batch list")
         jobs.sort(key=lambda j: parse_time(j.created_at) or 0, reverse=True)
         page: Page[_Job] = paginate(jobs, limit, after)
         data = []

@@ -30,11 +30,11 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError, ResponseDecodeError
+from .._errors import ConfigError, NotFoundError
 from ._gcs import Gcs, split_uri
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
 from ._lines import CHAT, ENDPOINTS
-from ._rest import Rest
+from ._rest import Rest, decoded
 from ._store import LocalStore, StoreFiles
 from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
 
@@ -109,15 +109,6 @@ def _int(value: int | str) -> int:
         return int(value)
     except ValueError:
         return 0
-
-
-def _unreadable(what: str, raw: bytes) -> ResponseDecodeError:
-    err = ResponseDecodeError(
-        f"vertex_ai sent a {what} that salvo cannot read; it began with "
-        f"{raw[:200].decode('utf-8', 'replace')!r}."
-    )
-    err.provider = "vertex_ai"
-    return err
 
 
 class VertexBatches(StoreFiles):
@@ -203,10 +194,7 @@ class VertexBatches(StoreFiles):
     # -- status ------------------------------------------------------------------------------
 
     def _decode(self, raw: bytes) -> _Job:
-        try:
-            return _DECODE_JOB(raw)
-        except msgspec.DecodeError:
-            raise _unreadable("batch prediction job", raw) from None
+        return decoded(_DECODE_JOB, raw, "vertex_ai", "batch prediction job", why=False)
 
     async def _get(self, batch_id: str) -> _Job:
         return self._decode(await self.rest.call("GET", f"{self.jobs}/{_id(batch_id)}"))
@@ -265,10 +253,7 @@ class VertexBatches(StoreFiles):
         if after is not None:
             params["pageToken"] = after
         raw = await self.rest.call("GET", self.jobs, params=params)
-        try:
-            page = _DECODE_JOBS(raw)
-        except msgspec.DecodeError:
-            raise _unreadable("batch prediction job list", raw) from None
+        page = decoded(_DECODE_JOBS, raw, "vertex_ai", "batch prediction job list", why=False)
         data = [self._batch(job) for job in page.batch_prediction_jobs]
         token = page.next_page_token or None
         return Page(data=data, has_more=token is not None,

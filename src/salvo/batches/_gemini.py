@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -32,17 +31,19 @@ import msgspec
 
 from .._errors import ConfigError, NotFoundError
 from ._gemini_upload import upload_jsonl
+from ._google_batch import ENDED, KINDS, count, settle
 from ._google_lines import (
     ended_line,
     input_ids,
     joined,
+    log,
     rfc3339,
     translate_file,
 )
 from ._lines import CHAT, EMBEDDINGS, ENDPOINTS
 from ._rest import Rest, decoded
 from ._store import LocalStore, StoreFiles
-from ._types import TERMINAL_STATUSES, Batch, Page, RequestCounts
+from ._types import Batch, Page, RequestCounts
 
 __all__ = ["GeminiBatches"]
 
@@ -55,12 +56,6 @@ _STATUS = {
     "CANCELLED": "cancelled",
     "EXPIRED": "expired",
 }
-_ENDED = {
-    "cancelled": ("batch_cancelled", "The request did not run: the batch was cancelled."),
-    "expired": ("batch_expired", "The request did not run before the batch expired."),
-    "failed": ("batch_failed", "The request did not run: the batch failed."),
-}
-_KINDS = {"output": True, "errors": False}
 
 
 class _Stats(msgspec.Struct, rename="camel"):
@@ -114,13 +109,6 @@ class _ResultLine(msgspec.Struct):
 _DECODE_OP = msgspec.json.Decoder(_Operation).decode
 _DECODE_PAGE = msgspec.json.Decoder(_OpPage).decode
 _DECODE_LINE = msgspec.json.Decoder(_ResultLine).decode
-
-
-def _int(value: int | str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
 
 
 class GeminiBatches(StoreFiles):
@@ -234,28 +222,16 @@ class GeminiBatches(StoreFiles):
             completion_window=info.get("completion_window", "24h"),
             created_at=created,
             request_counts=RequestCounts(
-                total=_int(stats.request_count),
-                completed=_int(stats.successful_request_count),
-                failed=_int(stats.failed_request_count),
+                total=count(stats.request_count),
+                completed=count(stats.successful_request_count),
+                failed=count(stats.failed_request_count),
             ),
             metadata=info.get("metadata"),
             model=info.get("model") or meta.model.removeprefix("models/") or None,
             provider="gemini",
             cost_usd=cost,
         )
-        if status != "validating":
-            batch.in_progress_at = created
-        batch.cancelling_at = info.get("cancelling_at")
-        if status not in TERMINAL_STATUSES and batch.cancelling_at is not None:
-            status = "cancelling"
-        batch.status = status
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at = ended
-            batch.output_file_id = f"{bid}-output"
-            batch.error_file_id = f"{bid}-errors"
-        elif status in _ENDED:
-            setattr(batch, f"{status}_at", ended)
-            batch.error_file_id = f"{bid}-errors" if info.get("input_file_id") else None
+        settle(batch, status, info, created, ended)
         return batch
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
@@ -275,9 +251,7 @@ class GeminiBatches(StoreFiles):
     async def cancel_batch(self, batch_id: str) -> Batch:
         bid = _id(batch_id)
         await self.rest.call("POST", f"{self.v}/batches/{bid}:cancel")
-        info, _ = self.store.recall("gemini", bid)
-        if info.get("cancelling_at") is None:
-            self.store.remember("gemini", bid, {**info, "cancelling_at": int(time.time())})
+        self.store.ask_cancel("gemini", bid)
         return await self.retrieve_batch(bid)
 
     # -- results -----------------------------------------------------------------------------
@@ -316,17 +290,17 @@ class GeminiBatches(StoreFiles):
     async def content(self, file_id: str) -> AsyncIterator[bytes]:
         bid, _, kind = file_id.rpartition("-")
         info, _ = self.store.recall("gemini", bid) if bid else ({}, None)
-        if kind not in _KINDS or not info.get("input_file_id"):
+        if kind not in KINDS or not info.get("input_file_id"):
             async for piece in self.store.iter_file(file_id, "gemini"):
                 yield piece
             return
         op = await self._get(bid)
         batch = self._batch(op)
         ids = [c async for c in input_ids(self.store, info["input_file_id"], "gemini")]
-        want = _KINDS[kind]
-        if batch.status in _ENDED:
+        want = KINDS[kind]
+        if batch.status in ENDED:
             if not want:
-                code, message = _ENDED[batch.status]
+                code, message = ENDED[batch.status]
                 for custom_id in ids:
                     yield ended_line(custom_id, code, message)
             return
@@ -353,8 +327,6 @@ def _result(raw: bytes) -> tuple[Any, bool, Any] | None:
     try:
         line = _DECODE_LINE(raw)
     except msgspec.DecodeError:
-        from ._google_lines import log
-
         log.warning("gemini: a result line is not JSON (%d bytes); its request gets an error "
                     "line", len(raw))  # fmt: skip
         return None

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -298,11 +297,6 @@ class JobBatches(StoreFiles):
 
     def info(self, batch_id: str) -> dict[str, Any]:
         return self.store.recall(self.provider, batch_id)[0]
-
-    def asked_cancel(self, batch_id: str) -> None:
-        info = self.info(batch_id)
-        info.setdefault("cancelling_at", int(time.time()))
-        self.store.remember(self.provider, batch_id, info)
 
     def finish_batch(self, batch: Batch, info: Mapping[str, Any]) -> Batch:
         """Fill what the provider left out from what salvo kept: the local input file, the

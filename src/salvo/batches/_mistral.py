@@ -146,7 +146,7 @@ class MistralBatches(JobBatches):
         return self.finish_batch(self._job(raw), self.info(batch_id))
 
     async def cancel_batch(self, batch_id: str) -> Batch:
-        self.asked_cancel(batch_id)
+        self.store.ask_cancel(self.provider, batch_id)
         raw = await self.rest.call("POST", f"{self.base}/batch/jobs/{batch_id}/cancel")
         return self.finish_batch(self._job(raw), self.info(batch_id))
 

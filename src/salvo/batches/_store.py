@@ -275,6 +275,12 @@ class LocalStore:
                 (provider, batch_id, _ENCODE(info)),
             )
 
+    def ask_cancel(self, provider: str, batch_id: str) -> None:
+        """Note (once) in the index when a cancel of ``batch_id`` was asked."""
+        info, _ = self.recall(provider, batch_id)
+        if info.get("cancelling_at") is None:
+            self.remember(provider, batch_id, {**info, "cancelling_at": int(time.time())})
+
     def recall(self, provider: str, batch_id: str) -> tuple[dict[str, Any], float | None]:
         with closing(self._index()) as db:
             row = db.execute(

@@ -114,7 +114,7 @@ class TogetherBatches(JobBatches):
         return await self.count_results(batch)
 
     async def cancel_batch(self, batch_id: str) -> Batch:
-        self.asked_cancel(batch_id)
+        self.store.ask_cancel(self.provider, batch_id)
         raw = await self.rest.call("POST", f"{self.base}/batches/{batch_id}/cancel")
         return self.finish_batch(to_batch(self._job(raw)), self.info(batch_id))
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ import msgspec
 
 from .._errors import ConfigError, NotFoundError
 from ._gcs import Gcs, split_uri
+from ._google_batch import ENDED, KINDS, count, settle
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
 from ._lines import CHAT, ENDPOINTS
 from ._rest import Rest, decoded
@@ -55,12 +55,6 @@ _STATUS = {
     "CANCELLED": "cancelled",
     "EXPIRED": "expired",
 }
-_ENDED = {
-    "cancelled": ("batch_cancelled", "The request did not run: the batch was cancelled."),
-    "expired": ("batch_expired", "The request did not run before the batch expired."),
-    "failed": ("batch_failed", "The request did not run: the batch failed."),
-}
-_KINDS = {"output": True, "errors": False}
 
 
 class _Stats(msgspec.Struct, rename="camel"):
@@ -102,13 +96,6 @@ class _Line(msgspec.Struct):
 _DECODE_JOB = msgspec.json.Decoder(_Job).decode
 _DECODE_JOBS = msgspec.json.Decoder(_Jobs).decode
 _DECODE_LINE = msgspec.json.Decoder(_Line).decode
-
-
-def _int(value: int | str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
 
 
 class VertexBatches(StoreFiles):
@@ -214,35 +201,24 @@ class VertexBatches(StoreFiles):
             created_at=created,
             request_counts=RequestCounts(
                 total=int(info.get("count") or 0),
-                completed=_int(stats.successful_count),
-                failed=_int(stats.failed_count),
+                completed=count(stats.successful_count),
+                failed=count(stats.failed_count),
             ),
             metadata=info.get("metadata"),
             model=info.get("model") or job.model.rsplit("/", 1)[-1] or None,
             provider="vertex_ai",
             cost_usd=cost,
         )
-        if status not in ("validating",):
-            batch.in_progress_at = created
-        batch.cancelling_at = info.get("cancelling_at")
-        if status not in TERMINAL_STATUSES and batch.cancelling_at is not None:
-            status = "cancelling"
-        batch.status = status
-        readable = bool(info.get("input_file_id"))
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at = ended
-            batch.output_file_id = f"{bid}-output"
-            batch.error_file_id = f"{bid}-errors"
-        elif status in _ENDED:
-            setattr(batch, f"{status}_at", ended)
+        status = settle(batch, status, info, created, ended)
+        if status in ENDED:
             if isinstance(job.error, dict) and job.error.get("message"):
                 code = job.error.get("code")
                 why = BatchError(code=None if code is None else str(code),
                                  message=str(job.error["message"]))  # fmt: skip
                 batch.errors = BatchErrors(data=[why])
             has_output = job.output_info is not None and job.output_info.gcs_output_directory
+            readable = bool(info.get("input_file_id"))
             batch.output_file_id = f"{bid}-output" if readable and has_output else None
-            batch.error_file_id = f"{bid}-errors" if readable else None
         return batch
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
@@ -262,9 +238,7 @@ class VertexBatches(StoreFiles):
     async def cancel_batch(self, batch_id: str) -> Batch:
         bid = _id(batch_id)
         await self.rest.call("POST", f"{self.jobs}/{bid}:cancel")
-        info, _ = self.store.recall("vertex_ai", bid)
-        if info.get("cancelling_at") is None:
-            self.store.remember("vertex_ai", bid, {**info, "cancelling_at": int(time.time())})
+        self.store.ask_cancel("vertex_ai", bid)
         return await self.retrieve_batch(bid)
 
     # -- results -----------------------------------------------------------------------------
@@ -293,7 +267,7 @@ class VertexBatches(StoreFiles):
     async def content(self, file_id: str) -> AsyncIterator[bytes]:
         bid, _, kind = file_id.rpartition("-")
         info, _ = self.store.recall("vertex_ai", bid) if bid else ({}, None)
-        if kind not in _KINDS or not info.get("input_file_id"):
+        if kind not in KINDS or not info.get("input_file_id"):
             async for piece in self.store.iter_file(file_id, "vertex_ai"):
                 yield piece
             return
@@ -309,13 +283,13 @@ class VertexBatches(StoreFiles):
             )
         ids = [c async for c in input_ids(self.store, info["input_file_id"], "vertex_ai")]
         missing = None
-        if batch.status in _ENDED:
-            code, message = _ENDED[batch.status]
+        if batch.status in ENDED:
+            code, message = ENDED[batch.status]
 
             def missing(custom_id: str) -> bytes:
                 return ended_line(custom_id, code, message)
 
-        want = _KINDS[kind]
+        want = KINDS[kind]
         results = self._results(job, ids)
         model = batch.model or ""
         async for ok, line in joined(

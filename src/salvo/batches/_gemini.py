@@ -40,7 +40,7 @@ from ._google_lines import (
     rfc3339,
     translate_file,
 )
-from ._lines import CHAT, EMBEDDINGS, ENDPOINTS
+from ._lines import CHAT, EMBEDDINGS, ENDPOINTS, iter_lines
 from ._rest import Rest, decoded
 from ._store import LocalStore, StoreFiles
 from ._types import Batch, Page, RequestCounts
@@ -274,16 +274,8 @@ class GeminiBatches(StoreFiles):
         if output.responses_file is None:
             return
         url = f"{self.v}/{output.responses_file}:download"
-        tail = b""
-        async for piece in self.rest.stream(url, params={"alt": "media"}):
-            lines = (tail + piece).split(b"\n")
-            tail = lines.pop()
-            for raw in filter(bytes.strip, lines):
-                one = _result(raw)
-                if one is not None:
-                    yield one
-        if tail.strip():
-            one = _result(tail)
+        async for raw in iter_lines(self.rest.stream(url, params={"alt": "media"})):
+            one = _result(raw)
             if one is not None:
                 yield one
 
@@ -328,7 +320,7 @@ def _result(raw: bytes) -> tuple[Any, bool, Any] | None:
         line = _DECODE_LINE(raw)
     except msgspec.DecodeError:
         log.warning("gemini: a result line is not JSON (%d bytes); its request gets an error "
-                    "line", len(raw))  # fmt: skip
+                    "line", len(raw.rstrip(b"\n")))  # fmt: skip
         return None
     good = line.error is None and bytes(line.response) != b"null"
     return line.key, good, bytes(line.response) if good else line.error

@@ -27,7 +27,16 @@ from .._messages import CALL_KEYS, check_messages
 from .._pricing import response_cost
 from ..providers import PROVIDERS, Endpoint
 from ..providers.gemini import GeminiAdapter, to_gemini_body
-from ._lines import CHAT, EMBEDDINGS, ENDPOINTS, OutputLine, ResponsePart, decode_input, encode_line
+from ._lines import (
+    CHAT,
+    EMBEDDINGS,
+    ENDPOINTS,
+    OutputLine,
+    ResponsePart,
+    decode_input,
+    encode_line,
+    iter_lines,
+)
 from ._store import LocalStore
 from ._types import BatchError
 
@@ -184,16 +193,8 @@ async def translate_file(
 
 async def input_ids(store: LocalStore, file_id: str, provider: str) -> AsyncIterator[str]:
     """The custom_ids of a local input file, in order (lines already checked at create)."""
-    tail = b""
-    async for piece in store.iter_file(file_id, provider):
-        lines = (tail + piece).split(b"\n")
-        tail = lines.pop()
-        for raw in filter(bytes.strip, lines):
-            custom_id = decode_input(raw).custom_id
-            if isinstance(custom_id, str):
-                yield custom_id
-    if tail.strip():
-        custom_id = decode_input(tail).custom_id
+    async for raw in iter_lines(store.iter_file(file_id, provider)):
+        custom_id = decode_input(raw).custom_id
         if isinstance(custom_id, str):
             yield custom_id
 

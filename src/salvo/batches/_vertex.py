@@ -33,7 +33,7 @@ from .._errors import ConfigError, NotFoundError
 from ._gcs import Gcs, split_uri
 from ._google_batch import ENDED, KINDS, count, settle
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
-from ._lines import CHAT, ENDPOINTS
+from ._lines import CHAT, ENDPOINTS, iter_lines
 from ._rest import Rest, decoded
 from ._store import LocalStore, StoreFiles
 from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
@@ -251,16 +251,8 @@ class VertexBatches(StoreFiles):
         for name in await self.gcs.list(bucket, prefix):
             if not name.endswith(".jsonl"):
                 continue
-            tail = b""
-            async for piece in self.gcs.download(bucket, name):
-                lines = (tail + piece).split(b"\n")
-                tail = lines.pop()
-                for raw in filter(bytes.strip, lines):
-                    one = _result(raw, ids)
-                    if one is not None:
-                        yield one
-            if tail.strip():
-                one = _result(tail, ids)
+            async for raw in iter_lines(self.gcs.download(bucket, name)):
+                one = _result(raw, ids)
                 if one is not None:
                     yield one
 
@@ -308,7 +300,7 @@ def _result(raw: bytes, ids: list[str]) -> tuple[Any, bool, Any] | None:
         line = _DECODE_LINE(raw)
     except msgspec.DecodeError:
         log.warning("vertex_ai: a prediction line is not JSON (%d bytes); its request gets "
-                    "an error line", len(raw))  # fmt: skip
+                    "an error line", len(raw.rstrip(b"\n")))  # fmt: skip
         return None
     labels = (line.request.labels if line.request else None) or {}
     pos = labels.get("salvo_line", "")

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError
+from .._errors import ConfigError
 from ._gemini_upload import upload_jsonl
 from ._google_batch import ENDED, KINDS, count, settle
 from ._google_lines import (
@@ -42,7 +42,7 @@ from ._google_lines import (
 )
 from ._lines import CHAT, EMBEDDINGS, ENDPOINTS, iter_lines
 from ._rest import Rest, decoded
-from ._store import LocalStore, StoreFiles
+from ._store import LocalStore, StoreFiles, batch_info, not_ready
 from ._types import Batch, Page, RequestCounts
 
 __all__ = ["GeminiBatches"]
@@ -186,13 +186,7 @@ class GeminiBatches(StoreFiles):
         body = {"batch": {"displayName": f"salvo-{input_file_id}", "inputConfig": config}}
         raw = await self.rest.call("POST", f"{self.v}/models/{model}:{method}", json=body)
         op = self._decode_op(raw)
-        info = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-            "model": model,
-        }
+        info = batch_info(input_file_id, endpoint, completion_window, metadata, model=model)
         self.store.remember("gemini", _id(op.name), info)
         return self._batch(op)
 
@@ -297,13 +291,7 @@ class GeminiBatches(StoreFiles):
                     yield ended_line(custom_id, code, message)
             return
         if batch.status != "completed":
-            raise NotFoundError(
-                f"gemini: the results of {bid} are not ready (its status is {batch.status!r}); "
-                "wait for the batch to end (await_batch).",
-                status_code=404,
-                provider="gemini",
-                model="",
-            )
+            raise not_ready("gemini", bid, batch.status)
         kind_ = EMBEDDINGS if batch.endpoint in ("/v1/embeddings", "/embeddings") else CHAT
         async for ok, line in joined(self._results(op, ids), ids, provider="gemini",
                                      model=batch.model or "", kind=kind_):  # fmt: skip

@@ -36,7 +36,7 @@ from ._backends import Limits, limits_for
 from ._check import Checked, check_pieces
 from ._lines import OutputLine, ResponsePart, encode_line, iter_lines
 from ._rest import Rest, StreamedPayload, decoded
-from ._store import FileSource, LocalStore, StoreFiles
+from ._store import FileSource, LocalStore, StoreFiles, batch_info
 from ._types import Batch, BatchError, FileObject, RequestCounts
 
 __all__ = ["JobBatches", "parse_time"]
@@ -276,15 +276,8 @@ class JobBatches(StoreFiles):
 
         raw = await self.rest.call("POST", f"{self.base}/files", body=body)
         remote = self.decoded(_DECODE_FILE, raw, "file object").id
-        info: dict[str, Any] = {
-            "input_file_id": input_file_id,
-            "remote_file": remote,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-            "lines": checked.lines,
-            "model": checked.model,
-        }
+        more = {"remote_file": remote, "lines": checked.lines, "model": checked.model}
+        info = batch_info(input_file_id, endpoint, completion_window, metadata, **more)
         batch = await self.create_job(remote, endpoint, checked, info)
         self.store.remember(self.provider, batch.id, info)
         return batch

@@ -29,13 +29,13 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError
+from .._errors import ConfigError
 from ._gcs import Gcs, split_uri
 from ._google_batch import ENDED, KINDS, count, settle
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
 from ._lines import CHAT, ENDPOINTS, iter_lines
 from ._rest import Rest, decoded
-from ._store import LocalStore, StoreFiles
+from ._store import LocalStore, StoreFiles, batch_info, not_ready
 from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
 
 __all__ = ["VertexBatches"]
@@ -167,14 +167,9 @@ class VertexBatches(StoreFiles):
                              "gcsDestination": {"outputUriPrefix": f"gs://{self.bucket}/{root}/output"}},
         }  # fmt: skip
         job = self._decode(await self.rest.call("POST", self.jobs, json=body))
-        info = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-            "model": model,
-            "count": count,
-        }
+        info = batch_info(
+            input_file_id, endpoint, completion_window, metadata, model=model, count=count
+        )
         self.store.remember("vertex_ai", _id(job.name), info)
         return self._batch(job)
 
@@ -266,13 +261,7 @@ class VertexBatches(StoreFiles):
         job = await self._get(bid)
         batch = self._batch(job)
         if batch.status not in TERMINAL_STATUSES:
-            raise NotFoundError(
-                f"vertex_ai: the results of {bid} are not ready (its status is "
-                f"{batch.status!r}); wait for the batch to end (await_batch).",
-                status_code=404,
-                provider="vertex_ai",
-                model="",
-            )
+            raise not_ready("vertex_ai", bid, batch.status)
         ids = [c async for c in input_ids(self.store, info["input_file_id"], "vertex_ai")]
         missing = None
         if batch.status in ENDED:

@@ -37,9 +37,9 @@ from ._check import Checked, check_pieces
 from ._lines import OutputLine, ResponsePart, encode_line, iter_lines
 from ._rest import Rest, StreamedPayload, decoded
 from ._store import FileSource, LocalStore, StoreFiles, batch_info
-from ._types import Batch, BatchError, FileObject, RequestCounts
+from ._types import TERMINAL_STATUSES, Batch, BatchError, FileObject, RequestCounts
 
-__all__ = ["JobBatches", "parse_time"]
+__all__ = ["JobBatches", "ended_at", "parse_time"]
 
 T = TypeVar("T")
 _ENCODE = msgspec.json.Encoder().encode
@@ -82,6 +82,15 @@ def parse_time(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def ended_at(batch: Batch, when: int | None) -> None:
+    """Set an ended batch's end time under its status's name (``completed_at`` and
+    ``finalizing_at`` for a completed one); nothing for a batch still running."""
+    if batch.status in TERMINAL_STATUSES:
+        setattr(batch, f"{batch.status}_at", when)
+        if batch.status == "completed":
+            batch.finalizing_at = when
 
 
 def _error(value: Any) -> BatchError:

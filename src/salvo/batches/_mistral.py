@@ -20,7 +20,7 @@ import msgspec
 
 from .._errors import ConfigError
 from ._check import Checked
-from ._jobs import JobBatches, parse_time
+from ._jobs import JobBatches, ended_at, parse_time
 from ._types import Batch, BatchError, BatchErrors, Page, RequestCounts
 
 __all__ = ["MistralBatches", "to_batch"]
@@ -33,12 +33,6 @@ STATUS = {
     "TIMEOUT_EXCEEDED": "expired",
     "CANCELLATION_REQUESTED": "cancelling",
     "CANCELLED": "cancelled",
-}
-_ENDED_AT = {
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelled": "cancelled_at",
 }
 
 
@@ -94,11 +88,7 @@ def to_batch(job: _Job) -> Batch:
         model=job.model,
         provider="mistral",
     )
-    ended = _ENDED_AT.get(status)
-    if ended is not None:
-        setattr(batch, ended, parse_time(job.completed_at))
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at
+    ended_at(batch, parse_time(job.completed_at))
     return batch
 
 

@@ -19,18 +19,11 @@ from typing import Any
 import msgspec
 
 from ._check import Checked
-from ._jobs import JobBatches, parse_time
+from ._jobs import JobBatches, ended_at, parse_time
 from ._store import paginate
 from ._types import Batch, BatchError, BatchErrors, Page
 
 __all__ = ["TogetherBatches", "to_batch"]
-
-_ENDED_AT = {
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelled": "cancelled_at",
-}
 
 
 class _Job(msgspec.Struct):
@@ -75,11 +68,7 @@ def to_batch(job: _Job) -> Batch:
     )
     if job.error:
         batch.errors = BatchErrors(data=[BatchError(code="batch_error", message=str(job.error))])
-    ended = _ENDED_AT.get(status)
-    if ended is not None:
-        setattr(batch, ended, parse_time(job.completed_at))
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at
+    ended_at(batch, parse_time(job.completed_at))
     return batch
 
 

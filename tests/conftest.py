@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +12,23 @@ import pytest
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def otel() -> Iterator[Any]:
+    """In-memory OpenTelemetry providers (``_otel_helpers.Otel``) installed for salvo, and
+    taken away again after the test."""
+    from _otel_helpers import Otel
+    from salvo import _otel
+
+    o = Otel()
+    _otel.use_providers(o.tracer_provider, o.meter_provider)
+    try:
+        yield o
+    finally:
+        _otel.use_providers()
+        o.tracer_provider.shutdown()
+        o.meter_provider.shutdown()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -204,21 +204,6 @@ async def test_serve_metrics_add_up_across_workers(tmp_path: Path, workers: int)
 # -- pass-through streams: spans and tokens ------------------------------------------------
 
 
-@pytest.fixture
-def otel() -> Any:
-    from salvo import _otel
-    from test_otel import Otel
-
-    o = Otel()
-    _otel.use_providers(o.tracer_provider, o.meter_provider)
-    try:
-        yield o
-    finally:
-        _otel.use_providers()
-        o.tracer_provider.shutdown()
-        o.meter_provider.shutdown()
-
-
 async def relay(s: Any, **body: Any) -> str:
     payload = {"model": "fast", "messages": USER, "stream": True, **body}
     async with s.http.post(s.url + "/v1/chat/completions", json=payload, headers=s.auth()) as resp:

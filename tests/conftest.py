@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+
+import salvo
+from salvo.testing import FakeProvider
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    """The fake provider on 127.0.0.1 (a test module may define its own ``fake``)."""
+    async with FakeProvider() as server:
+        yield server
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[salvo.Client]:
+    """A client that retries without waiting."""
+    async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as c:
+        yield c
 
 
 @pytest.fixture

@@ -28,12 +28,6 @@ def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def kw(fake: FakeProvider, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as client:
         yield {

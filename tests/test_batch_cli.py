@@ -9,7 +9,6 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,6 @@ MODEL = "openai/gpt-4o-mini"
 def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing written under the home directory: the default store is the test's tmp dir."""
     monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 async def salvo_cli(*argv: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,6 @@ MODEL = "openai/gpt-4o-mini"
 def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing written under the home directory: the default store is the test's tmp dir."""
     monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[salvo.Client]:
-    async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as c:
-        yield c
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +36,6 @@ def jsonl(model: str, n: int, *, url: str = "/v1/chat/completions", **body: Any)
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "store"))
     return tmp_path / "store"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[salvo.Client]:
-    async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as c:
-        yield c
 
 
 @pytest.fixture

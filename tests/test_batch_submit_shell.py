@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ from salvo.testing._jobs import jobs_of
 from test_batch_jobs import MODELS, base, jsonl
 
 SALVO = Path(sys.executable).with_name("salvo")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 async def shell(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:

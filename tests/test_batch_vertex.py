@@ -23,12 +23,6 @@ from test_batch_gemini import chat_lines
 MODEL = "gemini-2.5-flash"
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def _env(fake: FakeProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_google_auth, "_AUTHS", {})

@@ -6,7 +6,7 @@ The fake's records show what was sent: a call refused by its budget never reache
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +19,6 @@ from salvo.testing import Behavior, FakeProvider
 MSGS = [{"role": "user", "content": "hi"}]  # prompt bound: 2 bytes + 8 = 10 tokens
 PER_M = 1_000.0  # $ per million tokens, in and out: $0.001 a token
 WORST = (10 + 10) * PER_M / 1e6  # max_tokens=10 -> $0.02 a call
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

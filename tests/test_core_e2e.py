@@ -16,12 +16,6 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(fake: FakeProvider) -> AsyncIterator[salvo.Client]:
     names = ["fast", "mid", "slow", "bad", "m"]
     config = {

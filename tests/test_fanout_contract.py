@@ -29,12 +29,6 @@ PARAMS: dict[str, Any] = {
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(fake: FakeProvider) -> AsyncIterator[salvo.Client]:
     config = {
         "model_list": [

@@ -23,12 +23,6 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 NAMES = ["a", "b", "c", "m"]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
 def config(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
     return {
         "model_list": [

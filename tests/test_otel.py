@@ -9,7 +9,6 @@ import random
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "a secret prompt"}]
 DURATION = "gen_ai.client.operation.duration"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def config(fake: FakeProvider, *names: str) -> dict[str, Any]:

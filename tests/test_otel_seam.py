@@ -5,7 +5,6 @@ parents of their contenders' spans, checked against the fake's records."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ from salvo.providers import HTTPRequest
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def config(fake: FakeProvider, *names: str) -> dict[str, Any]:

@@ -28,12 +28,6 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 def config(fake: FakeProvider) -> dict[str, Any]:
     return {
         "model_list": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,14 @@ from salvo.testing import FakeProvider
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def batch_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """salvo's default batch store (``SALVO_BATCH_DIR``) in the test's tmp dir, so nothing is
+    written under the home directory; a module asks for it in its ``pytestmark``."""
+    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
+    return tmp_path / "default-store"
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ MODEL = "openai/gpt-4o-mini"  # priced in the built-in table: $0.15 / $0.60 per 
 WORST = (19 * 0.15 + 100 * 0.6) / 1e6
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 async def salvo_cli(*argv: str) -> int:

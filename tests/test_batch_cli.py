@@ -26,10 +26,7 @@ from test_batch_openai import jsonl
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing written under the home directory: the default store is the test's tmp dir."""
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 async def salvo_cli(*argv: str) -> int:

@@ -20,9 +20,7 @@ from test_batch_openai import jsonl
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 async def test_a_job_longer_than_one_page_answers_every_line_and_costs_their_sum(

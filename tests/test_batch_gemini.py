@@ -33,9 +33,7 @@ def chat_lines(n: int, model: str = MODEL, **extra: Any) -> bytes:
     )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 @pytest.fixture

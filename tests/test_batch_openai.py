@@ -32,10 +32,7 @@ def jsonl(model: str, n: int, *, url: str = "/v1/chat/completions", **body: Any)
     return ("\n".join(lines) + "\n").encode()
 
 
-@pytest.fixture(autouse=True)
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "store"))
-    return tmp_path / "store"
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 @pytest.fixture

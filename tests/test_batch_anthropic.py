@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.batches._anthropic import to_batch, translate_result
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing import _batches as fake_batches
-from test_batch_openai import jsonl
 
 MODEL = "claude-sonnet-4-5"
 

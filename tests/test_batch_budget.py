@@ -4,16 +4,14 @@ exactly once across the output and error files."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from salvo.cli import main
+from _batch_helpers import jsonl, salvo_cli
 from salvo.testing import Behavior, FakeProvider
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"  # priced in the built-in table: $0.15 / $0.60 per million
 #: The worst case of one line: prompt bound (<= 11 bytes + 8) and max_tokens=100.
@@ -21,10 +19,6 @@ WORST = (19 * 0.15 + 100 * 0.6) / 1e6
 
 
 pytestmark = pytest.mark.usefixtures("batch_dir")
-
-
-async def salvo_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, ["batch", *argv])
 
 
 def lines(path: Path) -> list[dict[str, object]]:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.testing import FakeProvider
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.batches import _backends
 from salvo.testing import Behavior, FakeProvider
@@ -26,20 +27,6 @@ from salvo.testing._jobs import jobs_of
 MODELS = {"mistral": "mistral-small-latest", "together": "meta-llama/Llama-3-8b-chat-hf",
           "groq": "llama-3.1-8b-instant"}  # fmt: skip
 ALL = sorted(MODELS)
-
-
-def jsonl(model: str, n: int, *, url: str = "/v1/chat/completions", **body: Any) -> bytes:
-    lines = []
-    for i in range(n):
-        payload = (
-            {"input": f"text {i}"}
-            if url.endswith("embeddings")
-            else {"messages": [{"role": "user", "content": f"question {i}"}]}
-        )
-        line = {"custom_id": f"req-{i}", "method": "POST", "url": url,
-                "body": {"model": model, **payload, **body}}  # fmt: skip
-        lines.append(json.dumps(line))
-    return ("\n".join(lines) + "\n").encode()
 
 
 pytestmark = pytest.mark.usefixtures("batch_dir")

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.batches._engine import Job
 from salvo.batches._state import JobDB
 from salvo.batches._types import Batch
 from salvo.testing import Behavior, FakeProvider
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 

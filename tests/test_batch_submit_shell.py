@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from _batch_helpers import jsonl
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing._batches import batches_of
 from salvo.testing._jobs import jobs_of
-from test_batch_jobs import MODELS, base, jsonl
+from test_batch_jobs import MODELS, base
 
 SALVO = Path(sys.executable).with_name("salvo")
 

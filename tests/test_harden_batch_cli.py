@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from _batch_helpers import jsonl
 from salvo.cli import main
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 

@@ -31,7 +31,7 @@ import msgspec
 
 from .._errors import ConfigError
 from ._gemini_upload import upload_jsonl
-from ._google_batch import ENDED, KINDS, count, settle
+from ._google_batch import ENDED, count, page_params, result_file, settle, token_page
 from ._google_lines import (
     ended_line,
     input_ids,
@@ -232,15 +232,10 @@ class GeminiBatches(StoreFiles):
         return self._batch(await self._get(batch_id))
 
     async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
-        params = {"pageSize": str(limit)}
-        if after is not None:
-            params["pageToken"] = after
+        params = page_params(limit, after)
         raw = await self.rest.call("GET", f"{self.v}/batches", params=params)
         page = decoded(_DECODE_PAGE, raw, "gemini", "batch list", why=False)
-        data = [self._batch(op) for op in page.operations]
-        token = page.next_page_token or None
-        return Page(data=data, has_more=token is not None,
-                    first_id=data[0].id if data else None, last_id=token)  # fmt: skip
+        return token_page([self._batch(op) for op in page.operations], page.next_page_token)
 
     async def cancel_batch(self, batch_id: str) -> Batch:
         bid = _id(batch_id)
@@ -274,16 +269,15 @@ class GeminiBatches(StoreFiles):
                 yield one
 
     async def content(self, file_id: str) -> AsyncIterator[bytes]:
-        bid, _, kind = file_id.rpartition("-")
-        info, _ = self.store.recall("gemini", bid) if bid else ({}, None)
-        if kind not in KINDS or not info.get("input_file_id"):
+        found = result_file(self.store, "gemini", file_id)
+        if found is None:
             async for piece in self.store.iter_file(file_id, "gemini"):
                 yield piece
             return
+        bid, info, want = found
         op = await self._get(bid)
         batch = self._batch(op)
         ids = [c async for c in input_ids(self.store, info["input_file_id"], "gemini")]
-        want = KINDS[kind]
         if batch.status in ENDED:
             if not want:
                 code, message = ENDED[batch.status]

@@ -5,15 +5,18 @@
 - :func:`count`: a count Google may send as a string (int64 in JSON), 0 if unreadable.
 - :func:`settle`: the Batch's status and times from Google's mapped state and salvo's note of
   a cancel asked (``cancelling`` until Google says the batch ended), with its result files.
+- :func:`result_file`: which batch and which half a result file id names.
+- :func:`page_params`, :func:`token_page`: list paging by ``pageSize`` / ``pageToken``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._types import TERMINAL_STATUSES, Batch
+from ._store import LocalStore
+from ._types import TERMINAL_STATUSES, Batch, Page
 
-__all__ = ["ENDED", "KINDS", "count", "settle"]
+__all__ = ["ENDED", "KINDS", "count", "page_params", "result_file", "settle", "token_page"]
 
 ENDED = {
     "cancelled": ("batch_cancelled", "The request did not run: the batch was cancelled."),
@@ -46,3 +49,31 @@ def settle(batch: Batch, status: str, info: dict[str, Any], created: int, ended:
         setattr(batch, f"{status}_at", ended)
         batch.error_file_id = f"{batch.id}-errors" if info.get("input_file_id") else None
     return status
+
+
+def result_file(
+    store: LocalStore, provider: str, file_id: str
+) -> tuple[str, dict[str, Any], bool] | None:
+    """(batch id, what the store keeps of it, True for the output half) when ``file_id`` is
+    ``<batch id>-output`` or ``-errors`` of a batch made through this store; else None (a
+    file of the local store)."""
+    bid, _, kind = file_id.rpartition("-")
+    info, _ = store.recall(provider, bid) if bid else ({}, None)
+    if kind not in KINDS or not info.get("input_file_id"):
+        return None
+    return bid, info, KINDS[kind]
+
+
+def page_params(limit: int, after: str | None) -> dict[str, str]:
+    """A list call's query: ``pageSize``, and salvo's ``after`` as the ``pageToken``."""
+    params = {"pageSize": str(limit)}
+    if after is not None:
+        params["pageToken"] = after
+    return params
+
+
+def token_page(data: list[Batch], next_token: str | None) -> Page[Batch]:
+    """A page whose ``last_id`` is Google's next page token (None on the last page)."""
+    token = next_token or None
+    return Page(data=data, has_more=token is not None,
+                first_id=data[0].id if data else None, last_id=token)  # fmt: skip

@@ -31,7 +31,7 @@ import msgspec
 
 from .._errors import ConfigError
 from ._gcs import Gcs, split_uri
-from ._google_batch import ENDED, KINDS, count, settle
+from ._google_batch import ENDED, count, page_params, result_file, settle, token_page
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
 from ._lines import CHAT, ENDPOINTS, iter_lines
 from ._rest import Rest, decoded
@@ -220,15 +220,11 @@ class VertexBatches(StoreFiles):
         return self._batch(await self._get(batch_id))
 
     async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
-        params = {"pageSize": str(limit)}
-        if after is not None:
-            params["pageToken"] = after
+        params = page_params(limit, after)
         raw = await self.rest.call("GET", self.jobs, params=params)
         page = decoded(_DECODE_JOBS, raw, "vertex_ai", "batch prediction job list", why=False)
         data = [self._batch(job) for job in page.batch_prediction_jobs]
-        token = page.next_page_token or None
-        return Page(data=data, has_more=token is not None,
-                    first_id=data[0].id if data else None, last_id=token)  # fmt: skip
+        return token_page(data, page.next_page_token)
 
     async def cancel_batch(self, batch_id: str) -> Batch:
         bid = _id(batch_id)
@@ -252,12 +248,12 @@ class VertexBatches(StoreFiles):
                     yield one
 
     async def content(self, file_id: str) -> AsyncIterator[bytes]:
-        bid, _, kind = file_id.rpartition("-")
-        info, _ = self.store.recall("vertex_ai", bid) if bid else ({}, None)
-        if kind not in KINDS or not info.get("input_file_id"):
+        found = result_file(self.store, "vertex_ai", file_id)
+        if found is None:
             async for piece in self.store.iter_file(file_id, "vertex_ai"):
                 yield piece
             return
+        bid, info, want = found
         job = await self._get(bid)
         batch = self._batch(job)
         if batch.status not in TERMINAL_STATUSES:
@@ -270,7 +266,6 @@ class VertexBatches(StoreFiles):
             def missing(custom_id: str) -> bytes:
                 return ended_line(custom_id, code, message)
 
-        want = KINDS[kind]
         results = self._results(job, ids)
         model = batch.model or ""
         async for ok, line in joined(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo._budget import DEFAULT_OUTPUT_CAP, worst_case_usd
 from salvo._pricing import reset_prices
 from salvo.testing import Behavior, FakeProvider
@@ -30,15 +31,7 @@ def prices() -> Iterator[None]:
 
 
 def config(fake: FakeProvider) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {"model": f"openai/{n}", "api_base": fake.openai_base, "api_key": "k"},
-            }
-            for n in ("m", "s", "n", "unpriced")
-        ]
-    }
+    return openai_models(fake, ("m", "s", "n", "unpriced"))
 
 
 async def test_worst_case_is_prompt_bound_plus_output_cap(fake: FakeProvider) -> None:

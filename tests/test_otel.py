@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
 import salvo
+from _config_helpers import openai_models
 from _otel_helpers import Otel
 from salvo import _otel
 from salvo.testing import Behavior, FakeProvider
@@ -26,19 +27,7 @@ DURATION = "gen_ai.client.operation.duration"
 
 
 def config(fake: FakeProvider, *names: str) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {
-                    "model": f"openai/{n}",
-                    "api_base": fake.openai_base,
-                    "api_key": "sk-secret-key-1",
-                },
-            }
-            for n in names
-        ]
-    }
+    return openai_models(fake, names, api_key="sk-secret-key-1")
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 import salvo
+from _config_helpers import openai_models
 from _otel_helpers import Otel
 from salvo import _observe
 from salvo.providers import HTTPRequest
@@ -21,15 +22,7 @@ MSGS = [{"role": "user", "content": "hello"}]
 
 
 def config(fake: FakeProvider, *names: str) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {"model": f"openai/{n}", "api_base": fake.openai_base, "api_key": "k"},
-            }
-            for n in names
-        ]
-    }
+    return openai_models(fake, names)
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:

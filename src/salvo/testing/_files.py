@@ -87,11 +87,7 @@ class FileStore:
 
 
 def files_of(state: FakeState) -> FileStore:
-    store = state.ext.get("files")
-    if not isinstance(store, FileStore):
-        store = state.ext["files"] = FileStore()
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("files", FileStore, lambda _: FileStore())
 
 
 async def fail(

@@ -185,12 +185,7 @@ class JobStore:
 def jobs_of(owner: Any, provider: str) -> JobStore:
     """The JobStore of ``provider`` (``"mistral"``, ``"together"``) of a FakeProvider."""
     state: FakeState = getattr(owner, "state", owner)
-    key = f"jobs:{provider}"
-    store = state.ext.get(key)
-    if not isinstance(store, JobStore):
-        store = state.ext[key] = JobStore(state, provider)
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store(f"jobs:{provider}", JobStore, lambda s: JobStore(s, provider))
 
 
 Fail = Callable[[Exchange, int, str], Awaitable[web.StreamResponse]]

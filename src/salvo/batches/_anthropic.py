@@ -38,6 +38,7 @@ from ._lines import (
     check_anthropic_custom_id,
     decode_input,
     encode_line,
+    numbered_lines,
 )
 from ._rest import Rest, StreamedPayload
 from ._store import LocalStore, StoreFiles, batch_info, not_ready
@@ -236,17 +237,8 @@ class AnthropicBatches(StoreFiles):
 
     async def _requests(self, file_id: str) -> AsyncIterator[bytes]:
         seen: dict[str, int] = {}
-        line = 0
-        tail = b""
-        async for piece in self.store.iter_file(file_id, "anthropic"):
-            lines = (tail + piece).split(b"\n")
-            tail = lines.pop()
-            for raw in lines:
-                line += 1
-                if raw.strip():
-                    yield self._request(raw, line, seen)
-        if tail.strip():
-            yield self._request(tail, line + 1, seen)
+        async for line, raw in numbered_lines(self.store.iter_file(file_id, "anthropic")):
+            yield self._request(raw, line, seen)
 
     async def _body(self, file_id: str) -> AsyncIterator[bytes]:
         first = True

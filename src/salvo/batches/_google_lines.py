@@ -36,6 +36,7 @@ from ._lines import (
     decode_input,
     encode_line,
     iter_lines,
+    numbered_lines,
 )
 from ._store import LocalStore
 from ._types import BatchError
@@ -164,10 +165,8 @@ async def translate_file(
     """The translated lines of a local input file, checked; every line must name one model."""
     seen: dict[str, int] = {}
     model: str | None = None
-    n = 0
-    tail = b""
 
-    def one(raw: bytes) -> Translated:
+    def one(raw: bytes, n: int) -> Translated:
         nonlocal model
         t = translate_line(raw, n, seen, provider=provider, kind=kind)._replace(line=n)
         if model is None:
@@ -179,16 +178,8 @@ async def translate_file(
             )
         return t
 
-    async for piece in store.iter_file(file_id, provider):
-        lines = (tail + piece).split(b"\n")
-        tail = lines.pop()
-        for raw in lines:
-            n += 1
-            if raw.strip():
-                yield one(raw)
-    if tail.strip():
-        n += 1
-        yield one(tail)
+    async for n, raw in numbered_lines(store.iter_file(file_id, provider)):
+        yield one(raw, n)
 
 
 async def input_ids(store: LocalStore, file_id: str, provider: str) -> AsyncIterator[str]:

@@ -12,25 +12,16 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.batches._anthropic import to_batch, translate_result
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing import _batches as fake_batches
-from test_batch_openai import jsonl
 
 MODEL = "claude-sonnet-4-5"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing written under the home directory: the default store is the test's tmp dir."""
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 @pytest.fixture

@@ -4,36 +4,21 @@ exactly once across the output and error files."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from salvo.cli import main
+from _batch_helpers import jsonl, salvo_cli
 from salvo.testing import Behavior, FakeProvider
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"  # priced in the built-in table: $0.15 / $0.60 per million
 #: The worst case of one line: prompt bound (<= 11 bytes + 8) and max_tokens=100.
 WORST = (19 * 0.15 + 100 * 0.6) / 1e6
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-async def salvo_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, ["batch", *argv])
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 def lines(path: Path) -> list[dict[str, object]]:

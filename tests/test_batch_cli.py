@@ -4,49 +4,27 @@ process), talking over real sockets to the fake on the test's loop."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import salvo
+from _batch_helpers import ids_in, jsonl, salvo_cli
 from salvo import batches
 from salvo.batches._cli import Progress
 from salvo.batches._types import Batch, RequestCounts
-from salvo.cli import main
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing import _batches as fake_batches
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing written under the home directory: the default store is the test's tmp dir."""
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-async def salvo_cli(*argv: str) -> int:
-    return await asyncio.to_thread(main, ["batch", *argv])
-
-
-def ids_in(*paths: Path) -> Counter[str]:
-    return Counter(
-        json.loads(line)["custom_id"] for p in paths for line in p.read_bytes().splitlines()
-    )
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 async def test_run_writes_results_and_errors_and_resumes(

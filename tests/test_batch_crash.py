@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import salvo
+from _batch_helpers import ids_in
 from salvo.batches._engine import Job
 from salvo.batches._types import Batch
 
@@ -53,15 +54,6 @@ def write_requests(path: Path, n: int) -> None:
             f.write(json.dumps({**line, "body": body}) + "\n")
 
 
-def ids_in(*paths: Path) -> Counter[str]:
-    return Counter(
-        json.loads(line)["custom_id"]
-        for p in paths
-        if p.exists()
-        for line in p.read_bytes().splitlines()
-    )
-
-
 @pytest.mark.timeout(240)  # 20,000 real requests: seconds here, slower on a busy CI box
 def test_sigkill_part_way_then_rerun_gives_each_custom_id_once(tmp_path: Path) -> None:
     src, out = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
@@ -88,8 +80,8 @@ async def test_bytes_written_after_the_last_commit_are_cut(tmp_path: Path) -> No
     """The window between appending results and committing them, made to happen on purpose:
     the file holds duplicate and torn lines past the committed size; resuming cuts them off
     and answers those lines again, once."""
+    from _batch_helpers import jsonl
     from salvo.testing import Behavior, FakeProvider
-    from test_batch_openai import jsonl
 
     src, out, err = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "err.jsonl"
     src.write_bytes(jsonl("openai/gpt-4o-mini", 30))

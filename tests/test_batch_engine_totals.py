@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.testing import FakeProvider
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 async def test_a_job_longer_than_one_page_answers_every_line_and_costs_their_sum(

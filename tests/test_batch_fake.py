@@ -11,18 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from _batch_helpers import jsonl
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing._batches import batches_of
-from test_batch_openai import jsonl
 
 OAI = {"authorization": "Bearer k"}
 ANT = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 @pytest.fixture

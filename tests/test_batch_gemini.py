@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import chat_lines, results_of
 from salvo import batches
 from salvo.batches._gemini import GeminiBatches
 from salvo.testing import Behavior, FakeProvider
@@ -22,26 +23,7 @@ from salvo.testing._gemini_files import gemini_files_of
 MODEL = "gemini-2.5-flash"
 
 
-def chat_lines(n: int, model: str = MODEL, **extra: Any) -> bytes:
-    return b"".join(
-        json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                    "body": {"model": model, "max_tokens": 16, **extra,
-                             "messages": [{"role": "system", "content": "Be terse."},
-                                          {"role": "user", "content": f"question {i}"}]}}).encode()
-        + b"\n"
-        for i in range(n)
-    )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 @pytest.fixture
@@ -49,11 +31,6 @@ async def kw(fake: FakeProvider, tmp_path: Path) -> AsyncIterator[dict[str, Any]
     async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as client:
         yield {"client": client, "provider": "gemini", "api_key": "test-key",
                "api_base": fake.gemini_base, "store_dir": tmp_path / "store"}  # fmt: skip
-
-
-async def results_of(b: batches.Batch, kw: dict[str, Any]) -> list[batches.BatchResult]:
-    async with batches.abatch_results(b, **kw) as rs:
-        return [r async for r in rs]
 
 
 async def test_inline_chat_batch_end_to_end(fake: FakeProvider, kw: dict[str, Any]) -> None:

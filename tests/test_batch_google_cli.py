@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from _batch_helpers import chat_lines
 from _google_creds import service_account
 from salvo.testing import FakeProvider
 from salvo.testing._gemini_batches import gemini_batches_of
 from salvo.testing._vertex import vertex_jobs_of
-from test_batch_gemini import chat_lines
 
 
 async def _salvo(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

@@ -7,39 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.batches._engine import Job
 from salvo.batches._state import JobDB
 from salvo.batches._types import Batch
 from salvo.testing import Behavior, FakeProvider
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing written under the home directory: the default store is the test's tmp dir."""
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[salvo.Client]:
-    async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as c:
-        yield c
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 @pytest.fixture

@@ -5,50 +5,19 @@ read results by custom_id, list with pagination, cancel, delete; errors as Provi
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import salvo
+from _batch_helpers import jsonl
 from salvo import batches
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing import _batches as fake_batches
 from salvo.testing import _files as fake_files
 
-
-def jsonl(model: str, n: int, *, url: str = "/v1/chat/completions", **body: Any) -> bytes:
-    lines = []
-    for i in range(n):
-        payload = (
-            {"input": f"text {i}"}
-            if url.endswith("embeddings")
-            else {"messages": [{"role": "user", "content": f"question {i}"}]}
-        )
-        line = {"custom_id": f"req-{i}", "method": "POST", "url": url,
-                "body": {"model": model, **payload, **body}}  # fmt: skip
-        lines.append(json.dumps(line))
-    return ("\n".join(lines) + "\n").encode()
-
-
-@pytest.fixture(autouse=True)
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "store"))
-    return tmp_path / "store"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[salvo.Client]:
-    async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as c:
-        yield c
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 @pytest.fixture

@@ -33,9 +33,7 @@ FILE = {"id": "file-1", "object": "file", "bytes": len(DATA), "created_at": 1,
         "filename": "in.jsonl", "purpose": "batch"}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "store"))
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 async def test_a_retried_upload_sends_the_whole_file_again(tmp_path: Path) -> None:

@@ -8,23 +8,17 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from _batch_helpers import jsonl
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing._batches import batches_of
 from salvo.testing._jobs import jobs_of
-from test_batch_jobs import MODELS, base, jsonl
+from test_batch_jobs import MODELS, base
 
 SALVO = Path(sys.executable).with_name("salvo")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 async def shell(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:

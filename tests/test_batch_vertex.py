@@ -13,20 +13,14 @@ from typing import Any
 import pytest
 
 import salvo
+from _batch_helpers import chat_lines, results_of
 from _google_creds import service_account
 from salvo import _google_auth, batches
 from salvo.testing import Behavior, FakeProvider
 from salvo.testing._gcs import gcs_of
 from salvo.testing._vertex import vertex_jobs_of
-from test_batch_gemini import chat_lines
 
 MODEL = "gemini-2.5-flash"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +39,6 @@ async def kw(fake: FakeProvider, tmp_path: Path) -> AsyncIterator[dict[str, Any]
     async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as client:
         yield {"client": client, "provider": "vertex_ai", "api_base": fake.vertex_base,
                "store_dir": tmp_path / "store"}  # fmt: skip
-
-
-async def results_of(b: batches.Batch, kw: dict[str, Any]) -> list[batches.BatchResult]:
-    async with batches.abatch_results(b, **kw) as rs:
-        return [r async for r in rs]
 
 
 async def test_batch_prediction_end_to_end(fake: FakeProvider, kw: dict[str, Any]) -> None:

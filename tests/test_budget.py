@@ -6,12 +6,13 @@ The fake's records show what was sent: a call refused by its budget never reache
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo._budget import DEFAULT_OUTPUT_CAP, worst_case_usd
 from salvo._pricing import reset_prices
 from salvo.testing import Behavior, FakeProvider
@@ -19,12 +20,6 @@ from salvo.testing import Behavior, FakeProvider
 MSGS = [{"role": "user", "content": "hi"}]  # prompt bound: 2 bytes + 8 = 10 tokens
 PER_M = 1_000.0  # $ per million tokens, in and out: $0.001 a token
 WORST = (10 + 10) * PER_M / 1e6  # max_tokens=10 -> $0.02 a call
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -36,15 +31,7 @@ def prices() -> Iterator[None]:
 
 
 def config(fake: FakeProvider) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {"model": f"openai/{n}", "api_base": fake.openai_base, "api_key": "k"},
-            }
-            for n in ("m", "s", "n", "unpriced")
-        ]
-    }
+    return openai_models(fake, ("m", "s", "n", "unpriced"))
 
 
 async def test_worst_case_is_prompt_bound_plus_output_cap(fake: FakeProvider) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,6 @@ import salvo
 from salvo import cli
 from salvo._cli_bench import bench_models, format_table, percentile
 from salvo.testing import Behavior, FakeProvider
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def test_percentile_interpolates() -> None:

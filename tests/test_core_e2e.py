@@ -10,29 +10,16 @@ from typing import Any
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "Say hi"}]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(fake: FakeProvider) -> AsyncIterator[salvo.Client]:
     names = ["fast", "mid", "slow", "bad", "m"]
-    config = {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {"model": f"openai/{n}", "api_base": fake.openai_base, "api_key": "k"},
-            }
-            for n in names
-        ]
-    }
+    config = openai_models(fake, names)
     async with salvo.Client(config=config) as c:
         yield c
 

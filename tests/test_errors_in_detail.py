@@ -5,7 +5,6 @@ and every field ``collect()`` carries over from the stream."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,12 +14,6 @@ from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "Say hi"}]
 KEY = "sk-live-0123456789abcdef"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def test_a_key_inside_a_json_array_of_an_error_body_is_masked() -> None:

@@ -4,7 +4,6 @@ extra), so the fake cannot drift from the wire format the SDK's pydantic models 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,12 +11,6 @@ from salvo.testing import Behavior, FakeProvider
 from salvo.testing._jobs import jobs_of
 
 mistralai = pytest.importorskip("mistralai.client")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 async def test_the_official_client_runs_a_job_on_the_fake(fake: FakeProvider) -> None:

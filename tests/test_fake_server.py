@@ -33,12 +33,6 @@ TOOL = ToolCallSpec(name="get_weather", arguments='{"city": "Paris"}', id="call_
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "Say hi"}]
@@ -29,22 +30,8 @@ PARAMS: dict[str, Any] = {
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(fake: FakeProvider) -> AsyncIterator[salvo.Client]:
-    config = {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {"model": f"openai/{n}", "api_base": fake.openai_base, "api_key": "k"},
-            }
-            for n in ("a", "b")
-        ]
-    }
+    config = openai_models(fake, ("a", "b"))
     async with salvo.Client(config=config) as c:
         yield c
 

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from _batch_helpers import jsonl
 from salvo.cli import main
-from test_batch_openai import jsonl
 
 MODEL = "openai/gpt-4o-mini"
 
 
-@pytest.fixture(autouse=True)
-def _store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALVO_BATCH_DIR", str(tmp_path / "default-store"))
+pytestmark = pytest.mark.usefixtures("batch_dir")
 
 
 def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

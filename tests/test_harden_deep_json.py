@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,6 @@ from salvo.testing import Behavior, FakeProvider
 USER = [{"role": "user", "content": "hi"}]
 DEEP = 100_000
 PROVIDERS = ["openai/m", "anthropic/claude-x", "gemini/gemini-x", "cohere/command-x"]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def _deep_answer(path: str, body: bytes) -> tuple[int, bytes]:

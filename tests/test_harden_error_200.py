@@ -4,8 +4,6 @@ embeddings, and in a race a fast failure of that kind never beats a healthy mode
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 
@@ -20,12 +18,6 @@ CHAT = ["openai/m", "groq/m", "anthropic/claude-x", "gemini/gemini-x", "cohere/c
 EMBED = ["openai/e", "gemini/text-embedding-004", "cohere/embed-x", "azure/dep"]
 ERROR = {"error": {"message": "upstream overloaded, try later", "type": "server_error"}}
 BODIES = [{}, {"error": {"message": "quota gone", "type": "insufficient_quota"}}, ERROR]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def _client(base: str, model: str) -> salvo.Client:

@@ -6,8 +6,6 @@ files or batches API talks about the object, not a model."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 import salvo
 from _hostile import Hostile
+from _serve import salvo_serve
 from salvo import batches
 from salvo.cli import main
 from salvo.proxy import ProxyServer
@@ -130,18 +129,11 @@ async def test_salvo_serve_logs_to_stderr_and_every_5xx_at_warning(
         )  # fmt: skip
         path = tmp_path / "c.yaml"
         path.write_bytes(msgspec.json.encode(cfg))  # JSON is YAML
-        args = ["serve", "--config", str(path), "--port", "0"]
+        args = ["--config", str(path), "--port", "0"]
         if level:
             args += ["--log-level", level]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salvo.cli", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(30):
-                line = (await proc.stdout.readline()).decode()
-            url = line.split()[4]
+        async with salvo_serve(*args) as served:
+            url = served.url
             import aiohttp
 
             async with aiohttp.ClientSession() as http:
@@ -152,12 +144,8 @@ async def test_salvo_serve_logs_to_stderr_and_every_5xx_at_warning(
                         headers={"Authorization": f"Bearer {MASTER_KEY}"},
                     ) as resp:
                         assert resp.status in (500, 502)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                _, err_bytes = await proc.communicate()
-    err = err_bytes.decode()
-    assert proc.returncode == 0, err
+    err = served.err.decode()
+    assert served.proc.returncode == 0, err
     warnings = [x for x in err.splitlines() if " WARNING salvo.proxy: " in x]
     assert any("POST /v1/chat/completions answered 500" in x and "the upstream broke down" in x
                for x in warnings), err  # fmt: skip

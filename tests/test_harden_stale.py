@@ -4,7 +4,6 @@ and only an operation on that one object answers 410."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +13,7 @@ import pytest
 from salvo.proxy import ProxyServer
 from salvo.testing import FakeProvider, _batches, _files
 from salvo.testing._batches import batches_of
-from test_proxy_support import MASTER_KEY, UPSTREAM_KEY, USER
-
-
-def _jsonl(model: str, n: int) -> bytes:
-    lines = [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": model, "messages": USER}} for i in range(n)]  # fmt: skip
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+from test_proxy_support import MASTER_KEY, UPSTREAM_KEY, _jsonl
 
 
 def _config(fake: FakeProvider, store: Path, *, with_nat: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo._hedge import BUDGET_WINDOW_S, HedgeBudget, parse_hedge
 from salvo._latency import MIN_SAMPLES, LatencyWindow, LatencyWindows, window_key
 from salvo._pricing import reset_prices
@@ -23,27 +24,8 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 NAMES = ["a", "b", "c", "m"]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
 def config(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {
-                    "model": f"openai/{n}",
-                    "api_base": fake.openai_base,
-                    "api_key": "k",
-                    **extra,
-                },
-            }
-            for n in NAMES
-        ]
-    }
+    return openai_models(fake, NAMES, **extra)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import functools
 import itertools
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -29,12 +28,6 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("asyncio", {"loop_factory": with_sockets})
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 #: For the long pacing test, whose checks do not depend on how fast loopback I/O is.

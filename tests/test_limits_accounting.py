@@ -8,7 +8,6 @@ issue 11): the assertion is exact where the virtual clock makes it so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,12 +23,6 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("asyncio", {"loop_factory": with_sockets})
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 def now() -> float:

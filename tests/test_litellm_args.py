@@ -4,7 +4,7 @@ with the fake's records."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,12 +36,6 @@ LITELLM_ONLY = {
     "timeout",
     "max_retries",
 }
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -9,20 +9,16 @@ import random
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
 import salvo
+from _config_helpers import openai_models
+from _otel_helpers import Otel
 from salvo import _otel
 from salvo.testing import Behavior, FakeProvider
 
@@ -30,72 +26,8 @@ MSGS = [{"role": "user", "content": "a secret prompt"}]
 DURATION = "gen_ai.client.operation.duration"
 
 
-class Started(SpanProcessor):
-    """Counts the spans started, so that a test can prove each one also ended."""
-
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self.ids.append(span.context.span_id)
-
-
-class Otel:
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.started = Started()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(self.started)
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        out: list[Any] = []
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        out.extend(metric.data.data_points)
-        return out
-
-
-@pytest.fixture
-def otel() -> Iterator[Otel]:
-    o = Otel()
-    _otel.use_providers(o.tracer_provider, o.meter_provider)
-    try:
-        yield o
-    finally:
-        _otel.use_providers()
-        o.tracer_provider.shutdown()
-        o.meter_provider.shutdown()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
 def config(fake: FakeProvider, *names: str) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {
-                    "model": f"openai/{n}",
-                    "api_base": fake.openai_base,
-                    "api_key": "sk-secret-key-1",
-                },
-            }
-            for n in names
-        ]
-    }
+    return openai_models(fake, names, api_key="sk-secret-key-1")
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:

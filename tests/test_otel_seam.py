@@ -5,75 +5,24 @@ parents of their contenders' spans, checked against the fake's records."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 import salvo
-from salvo import _observe, _otel
+from _config_helpers import openai_models
+from _otel_helpers import Otel
+from salvo import _observe
 from salvo.providers import HTTPRequest
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "hello"}]
 
 
-class Recorded:
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        out: list[Any] = []
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        out.extend(metric.data.data_points)
-        return out
-
-
-@pytest.fixture
-def otel() -> Iterator[Recorded]:
-    o = Recorded()
-    _otel.use_providers(o.tracer_provider, o.meter_provider)
-    try:
-        yield o
-    finally:
-        _otel.use_providers()
-        o.tracer_provider.shutdown()
-        o.meter_provider.shutdown()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
 def config(fake: FakeProvider, *names: str) -> dict[str, Any]:
-    return {
-        "model_list": [
-            {
-                "model_name": n,
-                "params": {"model": f"openai/{n}", "api_base": fake.openai_base, "api_key": "k"},
-            }
-            for n in names
-        ]
-    }
+    return openai_models(fake, names)
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
@@ -85,9 +34,7 @@ def traceparent(span: ReadableSpan) -> str:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
-async def test_every_attempt_carries_the_calls_traceparent(
-    fake: FakeProvider, otel: Recorded
-) -> None:
+async def test_every_attempt_carries_the_calls_traceparent(fake: FakeProvider, otel: Otel) -> None:
     """A retried call: both attempts go out with the traceparent of the one call span, and
     the retry is an event on it."""
     fake.script("m", [Behavior(status=503), Behavior()])
@@ -106,7 +53,7 @@ async def test_every_attempt_carries_the_calls_traceparent(
 
 
 async def test_send_with_a_trace_observes_a_call_built_on_the_seam(
-    fake: FakeProvider, otel: Recorded
+    fake: FakeProvider, otel: Otel
 ) -> None:
     """``Client.send(trace=)``: a caller's own request (here a raw chat body) gets a CLIENT
     span with the response's id, model and usage read from the bytes it accepted."""
@@ -132,7 +79,7 @@ async def test_send_with_a_trace_observes_a_call_built_on_the_seam(
     assert a["server.port"] == fake.port and rec.status == 200
 
 
-async def test_afirst_k_is_a_parent_of_its_contenders(fake: FakeProvider, otel: Recorded) -> None:
+async def test_afirst_k_is_a_parent_of_its_contenders(fake: FakeProvider, otel: Otel) -> None:
     fake.script("slow", Behavior(latency=5.0))
     async with salvo.Client(config=config(fake, "a", "b", "slow")) as client:
         got = await client.afirst_k(["a", "b", "slow"], MSGS, 2)
@@ -149,7 +96,7 @@ async def test_afirst_k_is_a_parent_of_its_contenders(fake: FakeProvider, otel: 
     assert attrs(parent)["salvo.fanout.contenders"] == 3
 
 
-async def test_a_hedged_race_counts_its_hedge(fake: FakeProvider, otel: Recorded) -> None:
+async def test_a_hedged_race_counts_its_hedge(fake: FakeProvider, otel: Otel) -> None:
     """``_race.py`` starts the hedge: the parent's ``salvo.hedges``, the ``salvo.hedges``
     metric by model, and the hedge wins while the slow primary's span ends as lost."""
     fake.script("slow", Behavior(latency=5.0))
@@ -168,9 +115,7 @@ async def test_a_hedged_race_counts_its_hedge(fake: FakeProvider, otel: Recorded
     assert hedges.value == 1 and hedges.attributes["salvo.model"] == "fast"
 
 
-async def test_a_stream_cancelled_while_read_ends_its_span(
-    fake: FakeProvider, otel: Recorded
-) -> None:
+async def test_a_stream_cancelled_while_read_ends_its_span(fake: FakeProvider, otel: Otel) -> None:
     """Hostile: the task reading a stream is cancelled mid-body; the close callback ends the
     span with ``error.type=cancelled`` and the connection is dropped."""
     fake.script("m", Behavior(chunks=50, chunk_interval=0.05))
@@ -203,7 +148,7 @@ async def test_a_stream_cancelled_while_read_ends_its_span(
     ],
 )
 async def test_stream_spans_of_every_wire_format_end_clean_with_usage(
-    fake: FakeProvider, otel: Recorded, provider: str, prefix: str, base: str
+    fake: FakeProvider, otel: Otel, provider: str, prefix: str, base: str
 ) -> None:
     usage = Behavior(chunks=3, prompt_tokens=11, completion_tokens=4, include_usage=True)
     fake.script("m", usage)
@@ -221,7 +166,7 @@ async def test_stream_spans_of_every_wire_format_end_clean_with_usage(
 
 
 async def test_a_traced_stream_dropped_unclosed_is_freed_at_once(
-    fake: FakeProvider, otel: Recorded
+    fake: FakeProvider, otel: Otel
 ) -> None:
     """Hostile: the caller drops a traced stream without closing it. Tracing must not tie
     the stream into a reference cycle: it is freed at once (the cycle collector off), warns,

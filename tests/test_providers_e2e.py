@@ -30,12 +30,6 @@ TOOLS = [
 PROVIDERS = ["openai", "anthropic", "gemini", "cohere", "azure", "azure_v1"]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
 def model_entry(fake: FakeProvider, provider: str, name: str) -> dict[str, Any]:
     base = {
         "openai": fake.openai_base,

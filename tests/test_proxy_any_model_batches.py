@@ -12,8 +12,8 @@ import openai
 import pytest
 
 from salvo.testing import FakeProvider
-from test_proxy_batches import _job_finished, _jsonl, _settings
-from test_proxy_support import stack
+from test_proxy_batches import _job_finished, _settings
+from test_proxy_support import _jsonl, stack
 
 
 def _allow(monkeypatch: pytest.MonkeyPatch) -> Any:

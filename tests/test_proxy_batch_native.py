@@ -13,8 +13,8 @@ from salvo.testing import FakeProvider
 from salvo.testing._batches import batches_of
 from salvo.testing._jobs import jobs_of
 from test_batch_jobs import MODELS, base
-from test_proxy_batches import _jsonl, _settings
-from test_proxy_support import UPSTREAM_KEY, stack
+from test_proxy_batches import _settings
+from test_proxy_support import UPSTREAM_KEY, _jsonl, stack
 
 
 @pytest.mark.parametrize("provider", ["mistral", "groq", "together"])

@@ -11,20 +11,7 @@ import openai
 import pytest
 
 from salvo.testing import Behavior, FakeProvider
-from test_proxy_support import UPSTREAM_KEY, USER, Stack, stack
-
-
-def _jsonl(model: str, n: int, **body: Any) -> bytes:
-    lines = [
-        {
-            "custom_id": f"req-{i}",
-            "method": "POST",
-            "url": "/v1/chat/completions",
-            "body": {"model": model, "messages": USER, **body},
-        }
-        for i in range(n)
-    ]
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+from test_proxy_support import UPSTREAM_KEY, Stack, _jsonl, stack
 
 
 async def _job_finished(batch_id: str) -> None:

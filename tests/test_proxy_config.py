@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +9,7 @@ import aiohttp
 import openai
 import pytest
 
+from _serve import salvo_serve
 from salvo import ConfigError
 from salvo.cli import main
 from salvo.proxy import ProxyServer, ProxySettings, create_app, load_settings
@@ -208,19 +206,13 @@ async def test_salvo_serve_starts_serves_and_stops_on_sigterm(tmp_path: Path, wo
             general_settings: {{master_key: cli-key}}
             """,
         )
-        args = ["serve", "--config", str(path), "--port", "0", "--workers", str(workers)]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salvo.cli", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(20):
-                line = (await proc.stdout.readline()).decode()
+        args = ["--config", str(path), "--port", "0", "--workers", str(workers)]
+        async with salvo_serve(*args, timeout=20) as served:
+            line = served.line
             assert line.startswith("salvo proxy listening on http://127.0.0.1:"), line
             assert line.rstrip().endswith("models: fast")
             assert f"({workers} worker" in line
-            url = line.split()[4]
+            url = served.url
             async with aiohttp.ClientSession() as http:
                 for _ in range(4):
                     async with http.post(
@@ -231,8 +223,4 @@ async def test_salvo_serve_starts_serves_and_stops_on_sigterm(tmp_path: Path, wo
                         assert resp.status == 200
                         body = await resp.json()
                         assert body["choices"][0]["message"]["content"] == "served"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(20):
-                _, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
+        assert served.proc.returncode == 0, served.err.decode()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from _serve import salvo_serve
 from salvo.testing import Behavior, FakeProvider
 from test_proxy_support import MASTER_KEY, UPSTREAM_KEY, USER, stack
 
@@ -162,16 +161,9 @@ async def test_serve_metrics_add_up_across_workers(tmp_path: Path, workers: int)
             )
         )
         args = ["--config", str(path), "--port", "0", "--workers", str(workers)]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salvo.cli", "serve", *args, "--log-format", "json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(30):
-                line = (await proc.stdout.readline()).decode()
-            assert line.startswith("salvo proxy listening on"), line
-            url = line.split()[4]
+        async with salvo_serve(*args, "--log-format", "json") as served:
+            assert served.line.startswith("salvo proxy listening on"), served.line
+            url = served.url
             body = {"model": "fast", "messages": USER}
             auth = {"Authorization": "Bearer cli-key"}
             for _ in range(n):  # a new connection each: the kernel spreads them over workers
@@ -188,11 +180,8 @@ async def test_serve_metrics_add_up_across_workers(tmp_path: Path, workers: int)
                 assert value(m, "salvo_input_tokens_total", **fast) == 3 * n
                 assert value(m, "salvo_output_tokens_total", **fast) == 2 * n
                 assert value(m, "salvo_request_duration_seconds_count", **fast) == n
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(30):
-                _, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()
+    err = served.err
+    assert served.proc.returncode == 0, err.decode()
     records = [json.loads(x) for x in err.decode().splitlines() if x.startswith("{")]
     access = [r for r in records if r["logger"] == "salvo.proxy.access"]
     assert len(access) == n
@@ -202,21 +191,6 @@ async def test_serve_metrics_add_up_across_workers(tmp_path: Path, workers: int)
 
 
 # -- pass-through streams: spans and tokens ------------------------------------------------
-
-
-@pytest.fixture
-def otel() -> Any:
-    from salvo import _otel
-    from test_otel import Otel
-
-    o = Otel()
-    _otel.use_providers(o.tracer_provider, o.meter_provider)
-    try:
-        yield o
-    finally:
-        _otel.use_providers()
-        o.tracer_provider.shutdown()
-        o.meter_provider.shutdown()
 
 
 async def relay(s: Any, **body: Any) -> str:

@@ -4,6 +4,7 @@ on a free port, and an official OpenAI SDK client pointed at the proxy."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,20 @@ from salvo.testing import Behavior, FakeProvider
 MASTER_KEY = "sk-proxy-master-key-0001"
 UPSTREAM_KEY = "sk-upstream-secret-0123456789abcdef"
 USER = [{"role": "user", "content": "Say hi"}]
+
+
+def _jsonl(model: str, n: int, **body: Any) -> bytes:
+    """``n`` batch input lines ``req-0`` .. asking ``model`` to say hi (``USER``)."""
+    lines = [
+        {
+            "custom_id": f"req-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": USER, **body},
+        }
+        for i in range(n)
+    ]
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
 def model_list(base: str, **extra: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo._closing import finish_tasks
 from salvo._pricing import reset_prices
 from salvo.testing import Behavior, FakeProvider
@@ -57,20 +58,7 @@ async def test_random_cancellation_storm_leaks_nothing(prices: None) -> None:
         names = ["x", "y", "z"]
         for name in names:
             fake.script(name, _behavior)
-        config = {
-            "model_list": [
-                {
-                    "model_name": n,
-                    "params": {
-                        "model": f"openai/{n}",
-                        "api_base": fake.openai_base,
-                        "api_key": "k",
-                        "max_parallel_requests": 2,
-                    },
-                }
-                for n in names
-            ]
-        }
+        config = openai_models(fake, names, max_parallel_requests=2)
         outcomes: dict[str, int] = {"cancelled": 0, "won": 0}
         client = salvo.Client(config=config, hedge_budget=None, max_retries=0, budget_usd=1e6)
         async with client:
@@ -162,20 +150,7 @@ async def test_a_won_stream_never_returned_is_closed() -> None:
     async with FakeProvider() as fake:
         fake.script("w", Behavior(chunks=3, chunk_interval=0.5))
         fake.script("l", Behavior(first_chunk_delay=5.0))
-        config = {
-            "model_list": [
-                {
-                    "model_name": n,
-                    "params": {
-                        "model": f"openai/{n}",
-                        "api_base": fake.openai_base,
-                        "api_key": "k",
-                        "max_parallel_requests": 1,
-                    },
-                }
-                for n in ("w", "l")
-            ]
-        }
+        config = openai_models(fake, ("w", "l"), max_parallel_requests=1)
         async with salvo.Client(config=config) as client:
             hits = 0
             for steps in range(0, 400, 2):

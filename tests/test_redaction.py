@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import salvo
+from _config_helpers import openai_models
 from salvo._models import resolve_deployment
 from salvo._retry import mask_secret
 from salvo.testing import Behavior, FakeProvider
@@ -28,24 +29,9 @@ MSGS = [{"role": "user", "content": "Say hi"}]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 def config(fake: FakeProvider) -> dict[str, Any]:
     return {
-        "model_list": [
-            {
-                "model_name": "m",
-                "params": {"model": "openai/m", "api_base": fake.openai_base, "api_key": SENTINEL},
-            },
-            {
-                "model_name": "n",
-                "params": {"model": "openai/n", "api_base": fake.openai_base, "api_key": SENTINEL},
-            },
-        ],
+        **openai_models(fake, ("m", "n"), api_key=SENTINEL),
         "general_settings": {"master_key": SENTINEL},
     }
 

@@ -34,12 +34,6 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 async def client(fake: FakeProvider) -> AsyncIterator[salvo.Client]:
     async with salvo.Client(retry_policy=salvo.RetryPolicy(seed=7)) as c:
         yield c

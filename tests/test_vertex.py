@@ -10,7 +10,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,8 @@ def _fresh_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
 def creds(fake: FakeProvider, tmp_path: Path) -> Path:
     return service_account(fake, tmp_path)
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[salvo.Client]:
-    async with salvo.Client(retry_policy=salvo.RetryPolicy(wait=False)) as c:
-        yield c
 
 
 def opts(fake: FakeProvider, creds: Path, **extra: Any) -> dict[str, Any]:

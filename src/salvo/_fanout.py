@@ -19,8 +19,8 @@ from typing import Any
 from ._budget import Budget, LocalBudget, check_limit, price_of
 from ._caller import FanoutClient, Result
 from ._closing import finish_tasks
-from ._errors import ConfigError, SalvoError
-from ._messages import BODY_EXCLUDED, check_messages
+from ._errors import SalvoError
+from ._messages import BODY_EXCLUDED, check_messages, check_prompts
 from ._models import parse_models
 from ._observe import fanout
 
@@ -55,13 +55,7 @@ async def abatch_completion(
 ) -> list[Result]:
     """One model, many prompts: results in input order, each a ModelResponse or the
     SalvoError that item ended with. Every prompt is checked before anything is sent."""
-    if not isinstance(list_of_messages, list | tuple):
-        raise ConfigError("list_of_messages must be a list of message lists.")
-    for i, messages in enumerate(list_of_messages):
-        try:
-            check_messages(messages)
-        except ConfigError as exc:
-            raise ConfigError(f"list_of_messages[{i}]: {exc}") from None
+    check_prompts(list_of_messages)
     opts = client.options(model, params)
     budget = operation_budget(client, max_cost_usd, [opts.dep])
     n = len(list_of_messages)

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import AllModelsFailedError, ConfigError, SalvoError
-from ._messages import check_messages
+from ._messages import check_messages, check_prompts
 from ._types import (
     ChatCompletionChunk,
     Choice,
@@ -201,13 +201,7 @@ async def abatch_call_level(
 ) -> list[ModelResponse | SalvoError]:
     """batch_completion with ``mock_response`` or ``fallbacks``: each prompt through
     :func:`acompletion_call_level`, at most ``max_concurrency`` at once, in input order."""
-    if not isinstance(list_of_messages, list | tuple):
-        raise ConfigError("list_of_messages must be a list of message lists.")
-    for i, messages in enumerate(list_of_messages):
-        try:
-            check_messages(messages)
-        except ConfigError as exc:
-            raise ConfigError(f"list_of_messages[{i}]: {exc}") from None
+    check_prompts(list_of_messages)
     results: list[ModelResponse | SalvoError | None] = [None] * len(list_of_messages)
     gate = asyncio.Semaphore(max(1, max_concurrency or client.max_concurrency))
 

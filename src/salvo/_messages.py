@@ -9,7 +9,7 @@ from typing import Any
 from ._compat import LITELLM_KEYS
 from ._errors import ConfigError
 
-__all__ = ["BODY_EXCLUDED", "CALL_KEYS", "check_messages"]
+__all__ = ["BODY_EXCLUDED", "CALL_KEYS", "check_messages", "check_prompts"]
 
 #: Per-call keys that configure the call rather than the request body.
 CALL_KEYS = frozenset(
@@ -41,6 +41,18 @@ CALL_KEYS = frozenset(
 #: (``metadata`` stays: with ``store=True`` it is OpenAI's).
 BODY_EXCLUDED = CALL_KEYS | (LITELLM_KEYS - {"metadata"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def check_prompts(list_of_messages: Any) -> None:
+    """Raise ConfigError unless ``list_of_messages`` is a list of message lists, each passing
+    :func:`check_messages` (the error names the first one that does not)."""
+    if not isinstance(list_of_messages, list | tuple):
+        raise ConfigError("list_of_messages must be a list of message lists.")
+    for i, messages in enumerate(list_of_messages):
+        try:
+            check_messages(messages)
+        except ConfigError as exc:
+            raise ConfigError(f"list_of_messages[{i}]: {exc}") from None
 
 
 def check_messages(messages: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError
+from .._errors import ConfigError
 from .._messages import CALL_KEYS, check_messages
 from .._pricing import response_cost
 from ..providers.anthropic import from_anthropic_message, to_anthropic_body
@@ -38,9 +38,10 @@ from ._lines import (
     check_anthropic_custom_id,
     decode_input,
     encode_line,
+    numbered_lines,
 )
 from ._rest import Rest, StreamedPayload
-from ._store import LocalStore, StoreFiles
+from ._store import LocalStore, StoreFiles, batch_info, not_ready
 from ._types import Batch, BatchError, Page, RequestCounts
 
 __all__ = ["AnthropicBatches", "translate_result"]
@@ -236,17 +237,8 @@ class AnthropicBatches(StoreFiles):
 
     async def _requests(self, file_id: str) -> AsyncIterator[bytes]:
         seen: dict[str, int] = {}
-        line = 0
-        tail = b""
-        async for piece in self.store.iter_file(file_id, "anthropic"):
-            lines = (tail + piece).split(b"\n")
-            tail = lines.pop()
-            for raw in lines:
-                line += 1
-                if raw.strip():
-                    yield self._request(raw, line, seen)
-        if tail.strip():
-            yield self._request(tail, line + 1, seen)
+        async for line, raw in numbered_lines(self.store.iter_file(file_id, "anthropic")):
+            yield self._request(raw, line, seen)
 
     async def _body(self, file_id: str) -> AsyncIterator[bytes]:
         first = True
@@ -288,12 +280,7 @@ class AnthropicBatches(StoreFiles):
 
         raw = await self.rest.call("POST", self.root, body=body)
         mb = _DECODE_BATCH(raw)
-        info = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-        }
+        info = batch_info(input_file_id, endpoint, completion_window, metadata)
         self.store.remember("anthropic", mb.id, info)
         return to_batch(mb, info, None)
 
@@ -331,13 +318,7 @@ class AnthropicBatches(StoreFiles):
             return
         mb = await self._get(batch_id)
         if mb.results_url is None:
-            raise NotFoundError(
-                f"anthropic: the results of {batch_id} are not ready (its status is "
-                f"{mb.processing_status!r}); wait for the batch to end (await_batch).",
-                status_code=404,
-                provider="anthropic",
-                model="",
-            )
+            raise not_ready("anthropic", batch_id, mb.processing_status)
         want = _KINDS[kind]
         tail = b""
         async for piece in self.rest.stream(

@@ -24,25 +24,26 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError
-from ._gemini_upload import unreadable, upload_jsonl
+from .._errors import ConfigError
+from ._gemini_upload import upload_jsonl
+from ._google_batch import ENDED, count, page_params, result_file, settle, token_page
 from ._google_lines import (
     ended_line,
     input_ids,
     joined,
+    log,
     rfc3339,
     translate_file,
 )
-from ._lines import CHAT, EMBEDDINGS, ENDPOINTS
-from ._rest import Rest
-from ._store import LocalStore, StoreFiles
-from ._types import TERMINAL_STATUSES, Batch, Page, RequestCounts
+from ._lines import CHAT, EMBEDDINGS, ENDPOINTS, iter_lines
+from ._rest import Rest, decoded
+from ._store import LocalStore, StoreFiles, batch_info, not_ready
+from ._types import Batch, Page, RequestCounts
 
 __all__ = ["GeminiBatches"]
 
@@ -55,12 +56,6 @@ _STATUS = {
     "CANCELLED": "cancelled",
     "EXPIRED": "expired",
 }
-_ENDED = {
-    "cancelled": ("batch_cancelled", "The request did not run: the batch was cancelled."),
-    "expired": ("batch_expired", "The request did not run before the batch expired."),
-    "failed": ("batch_failed", "The request did not run: the batch failed."),
-}
-_KINDS = {"output": True, "errors": False}
 
 
 class _Stats(msgspec.Struct, rename="camel"):
@@ -114,13 +109,6 @@ class _ResultLine(msgspec.Struct):
 _DECODE_OP = msgspec.json.Decoder(_Operation).decode
 _DECODE_PAGE = msgspec.json.Decoder(_OpPage).decode
 _DECODE_LINE = msgspec.json.Decoder(_ResultLine).decode
-
-
-def _int(value: int | str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
 
 
 class GeminiBatches(StoreFiles):
@@ -198,23 +186,14 @@ class GeminiBatches(StoreFiles):
         body = {"batch": {"displayName": f"salvo-{input_file_id}", "inputConfig": config}}
         raw = await self.rest.call("POST", f"{self.v}/models/{model}:{method}", json=body)
         op = self._decode_op(raw)
-        info = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-            "model": model,
-        }
+        info = batch_info(input_file_id, endpoint, completion_window, metadata, model=model)
         self.store.remember("gemini", _id(op.name), info)
         return self._batch(op)
 
     # -- status ------------------------------------------------------------------------------
 
     def _decode_op(self, raw: bytes) -> _Operation:
-        try:
-            return _DECODE_OP(raw)
-        except msgspec.DecodeError:
-            raise unreadable("batch operation", raw) from None
+        return decoded(_DECODE_OP, raw, "gemini", "batch operation", why=False)
 
     async def _get(self, batch_id: str) -> _Operation:
         return self._decode_op(await self.rest.call("GET", f"{self.v}/batches/{_id(batch_id)}"))
@@ -237,53 +216,31 @@ class GeminiBatches(StoreFiles):
             completion_window=info.get("completion_window", "24h"),
             created_at=created,
             request_counts=RequestCounts(
-                total=_int(stats.request_count),
-                completed=_int(stats.successful_request_count),
-                failed=_int(stats.failed_request_count),
+                total=count(stats.request_count),
+                completed=count(stats.successful_request_count),
+                failed=count(stats.failed_request_count),
             ),
             metadata=info.get("metadata"),
             model=info.get("model") or meta.model.removeprefix("models/") or None,
             provider="gemini",
             cost_usd=cost,
         )
-        if status != "validating":
-            batch.in_progress_at = created
-        batch.cancelling_at = info.get("cancelling_at")
-        if status not in TERMINAL_STATUSES and batch.cancelling_at is not None:
-            status = "cancelling"
-        batch.status = status
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at = ended
-            batch.output_file_id = f"{bid}-output"
-            batch.error_file_id = f"{bid}-errors"
-        elif status in _ENDED:
-            setattr(batch, f"{status}_at", ended)
-            batch.error_file_id = f"{bid}-errors" if info.get("input_file_id") else None
+        settle(batch, status, info, created, ended)
         return batch
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
         return self._batch(await self._get(batch_id))
 
     async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
-        params = {"pageSize": str(limit)}
-        if after is not None:
-            params["pageToken"] = after
+        params = page_params(limit, after)
         raw = await self.rest.call("GET", f"{self.v}/batches", params=params)
-        try:
-            page = _DECODE_PAGE(raw)
-        except msgspec.DecodeError:
-            raise unreadable("batch list", raw) from None
-        data = [self._batch(op) for op in page.operations]
-        token = page.next_page_token or None
-        return Page(data=data, has_more=token is not None,
-                    first_id=data[0].id if data else None, last_id=token)  # fmt: skip
+        page = decoded(_DECODE_PAGE, raw, "gemini", "batch list", why=False)
+        return token_page([self._batch(op) for op in page.operations], page.next_page_token)
 
     async def cancel_batch(self, batch_id: str) -> Batch:
         bid = _id(batch_id)
         await self.rest.call("POST", f"{self.v}/batches/{bid}:cancel")
-        info, _ = self.store.recall("gemini", bid)
-        if info.get("cancelling_at") is None:
-            self.store.remember("gemini", bid, {**info, "cancelling_at": int(time.time())})
+        self.store.ask_cancel("gemini", bid)
         return await self.retrieve_batch(bid)
 
     # -- results -----------------------------------------------------------------------------
@@ -306,44 +263,29 @@ class GeminiBatches(StoreFiles):
         if output.responses_file is None:
             return
         url = f"{self.v}/{output.responses_file}:download"
-        tail = b""
-        async for piece in self.rest.stream(url, params={"alt": "media"}):
-            lines = (tail + piece).split(b"\n")
-            tail = lines.pop()
-            for raw in filter(bytes.strip, lines):
-                one = _result(raw)
-                if one is not None:
-                    yield one
-        if tail.strip():
-            one = _result(tail)
+        async for raw in iter_lines(self.rest.stream(url, params={"alt": "media"})):
+            one = _result(raw)
             if one is not None:
                 yield one
 
     async def content(self, file_id: str) -> AsyncIterator[bytes]:
-        bid, _, kind = file_id.rpartition("-")
-        info, _ = self.store.recall("gemini", bid) if bid else ({}, None)
-        if kind not in _KINDS or not info.get("input_file_id"):
+        found = result_file(self.store, "gemini", file_id)
+        if found is None:
             async for piece in self.store.iter_file(file_id, "gemini"):
                 yield piece
             return
+        bid, info, want = found
         op = await self._get(bid)
         batch = self._batch(op)
         ids = [c async for c in input_ids(self.store, info["input_file_id"], "gemini")]
-        want = _KINDS[kind]
-        if batch.status in _ENDED:
+        if batch.status in ENDED:
             if not want:
-                code, message = _ENDED[batch.status]
+                code, message = ENDED[batch.status]
                 for custom_id in ids:
                     yield ended_line(custom_id, code, message)
             return
         if batch.status != "completed":
-            raise NotFoundError(
-                f"gemini: the results of {bid} are not ready (its status is {batch.status!r}); "
-                "wait for the batch to end (await_batch).",
-                status_code=404,
-                provider="gemini",
-                model="",
-            )
+            raise not_ready("gemini", bid, batch.status)
         kind_ = EMBEDDINGS if batch.endpoint in ("/v1/embeddings", "/embeddings") else CHAT
         async for ok, line in joined(self._results(op, ids), ids, provider="gemini",
                                      model=batch.model or "", kind=kind_):  # fmt: skip
@@ -359,10 +301,8 @@ def _result(raw: bytes) -> tuple[Any, bool, Any] | None:
     try:
         line = _DECODE_LINE(raw)
     except msgspec.DecodeError:
-        from ._google_lines import log
-
         log.warning("gemini: a result line is not JSON (%d bytes); its request gets an error "
-                    "line", len(raw))  # fmt: skip
+                    "line", len(raw.rstrip(b"\n")))  # fmt: skip
         return None
     good = line.error is None and bytes(line.response) != b"null"
     return line.key, good, bytes(line.response) if good else line.error

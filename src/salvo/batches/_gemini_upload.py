@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from .._errors import BadRequestError, ResponseDecodeError, TransportError
-from ._rest import Rest, StreamedPayload
+from .._errors import BadRequestError, TransportError
+from ._rest import Rest, StreamedPayload, unreadable
 
 __all__ = ["upload_jsonl"]
 
@@ -29,15 +29,6 @@ class _Uploaded(msgspec.Struct):
 
 
 _DECODE_UPLOADED = msgspec.json.Decoder(_Uploaded).decode
-
-
-def unreadable(what: str, raw: bytes) -> ResponseDecodeError:
-    err = ResponseDecodeError(
-        f"gemini sent a {what} that salvo cannot read; it began with "
-        f"{raw[:200].decode('utf-8', 'replace')!r}."
-    )
-    err.provider = "gemini"
-    return err
 
 
 async def _skip(pieces: AsyncIterator[bytes], offset: int) -> AsyncIterator[bytes]:
@@ -80,7 +71,7 @@ async def upload_jsonl(
     headers = (await rest.request("POST", upload_url, json=meta, headers=start)).headers
     session = headers.get("X-Goog-Upload-URL")
     if not session:
-        raise unreadable("upload start without X-Goog-Upload-URL", b"")
+        raise unreadable("gemini", "upload start without X-Goog-Upload-URL", b"")
     offset = 0
     for attempt in range(3):
         final = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": str(offset)}
@@ -100,8 +91,8 @@ async def upload_jsonl(
                 raise
             offset = int(received)
     if headers.get("X-Goog-Upload-Status", "").lower() != "final":
-        raise unreadable("upload answer whose status is not 'final'", raw)
+        raise unreadable("gemini", "upload answer whose status is not 'final'", raw)
     try:
         return _DECODE_UPLOADED(raw).file.name
     except msgspec.DecodeError:
-        raise unreadable("file upload answer", raw) from None
+        raise unreadable("gemini", "file upload answer", raw) from None

@@ -27,7 +27,17 @@ from .._messages import CALL_KEYS, check_messages
 from .._pricing import response_cost
 from ..providers import PROVIDERS, Endpoint
 from ..providers.gemini import GeminiAdapter, to_gemini_body
-from ._lines import CHAT, EMBEDDINGS, ENDPOINTS, OutputLine, ResponsePart, decode_input, encode_line
+from ._lines import (
+    CHAT,
+    EMBEDDINGS,
+    ENDPOINTS,
+    OutputLine,
+    ResponsePart,
+    decode_input,
+    encode_line,
+    iter_lines,
+    numbered_lines,
+)
 from ._store import LocalStore
 from ._types import BatchError
 
@@ -155,10 +165,8 @@ async def translate_file(
     """The translated lines of a local input file, checked; every line must name one model."""
     seen: dict[str, int] = {}
     model: str | None = None
-    n = 0
-    tail = b""
 
-    def one(raw: bytes) -> Translated:
+    def one(raw: bytes, n: int) -> Translated:
         nonlocal model
         t = translate_line(raw, n, seen, provider=provider, kind=kind)._replace(line=n)
         if model is None:
@@ -170,30 +178,14 @@ async def translate_file(
             )
         return t
 
-    async for piece in store.iter_file(file_id, provider):
-        lines = (tail + piece).split(b"\n")
-        tail = lines.pop()
-        for raw in lines:
-            n += 1
-            if raw.strip():
-                yield one(raw)
-    if tail.strip():
-        n += 1
-        yield one(tail)
+    async for n, raw in numbered_lines(store.iter_file(file_id, provider)):
+        yield one(raw, n)
 
 
 async def input_ids(store: LocalStore, file_id: str, provider: str) -> AsyncIterator[str]:
     """The custom_ids of a local input file, in order (lines already checked at create)."""
-    tail = b""
-    async for piece in store.iter_file(file_id, provider):
-        lines = (tail + piece).split(b"\n")
-        tail = lines.pop()
-        for raw in filter(bytes.strip, lines):
-            custom_id = decode_input(raw).custom_id
-            if isinstance(custom_id, str):
-                yield custom_id
-    if tail.strip():
-        custom_id = decode_input(tail).custom_id
+    async for raw in iter_lines(store.iter_file(file_id, provider)):
+        custom_id = decode_input(raw).custom_id
         if isinstance(custom_id, str):
             yield custom_id
 

@@ -23,9 +23,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -36,12 +35,13 @@ from ..providers import PROVIDERS
 from ._backends import Limits, limits_for
 from ._check import Checked, check_pieces
 from ._lines import OutputLine, ResponsePart, encode_line, iter_lines
-from ._rest import Rest, StreamedPayload
-from ._store import FileSource, LocalStore, StoreFiles
-from ._types import Batch, BatchError, FileObject, RequestCounts
+from ._rest import Rest, StreamedPayload, decoded
+from ._store import FileSource, LocalStore, StoreFiles, batch_info
+from ._types import TERMINAL_STATUSES, Batch, BatchError, FileObject, RequestCounts
 
-__all__ = ["JobBatches", "parse_time"]
+__all__ = ["JobBatches", "ended_at", "parse_time"]
 
+T = TypeVar("T")
 _ENCODE = msgspec.json.Encoder().encode
 _DROP = CALL_KEYS | {"stream", "stream_options"}
 _LOCAL_ID = "file-"
@@ -82,6 +82,15 @@ def parse_time(value: Any) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def ended_at(batch: Batch, when: int | None) -> None:
+    """Set an ended batch's end time under its status's name (``completed_at`` and
+    ``finalizing_at`` for a completed one); nothing for a batch still running."""
+    if batch.status in TERMINAL_STATUSES:
+        setattr(batch, f"{batch.status}_at", when)
+        if batch.status == "completed":
+            batch.finalizing_at = when
 
 
 def _error(value: Any) -> BatchError:
@@ -275,40 +284,21 @@ class JobBatches(StoreFiles):
             return form
 
         raw = await self.rest.call("POST", f"{self.base}/files", body=body)
-        try:
-            remote = _DECODE_FILE(raw).id
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("file object", raw, exc) from None
-        info: dict[str, Any] = {
-            "input_file_id": input_file_id,
-            "remote_file": remote,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-            "lines": checked.lines,
-            "model": checked.model,
-        }
+        remote = self.decoded(_DECODE_FILE, raw, "file object").id
+        more = {"remote_file": remote, "lines": checked.lines, "model": checked.model}
+        info = batch_info(input_file_id, endpoint, completion_window, metadata, **more)
         batch = await self.create_job(remote, endpoint, checked, info)
         self.store.remember(self.provider, batch.id, info)
         return batch
 
-    def decode_error(self, what: str, raw: bytes, exc: Exception) -> ResponseDecodeError:
-        err = ResponseDecodeError(
-            f"{self.provider} sent a {what} that salvo cannot read ({exc}); it began with "
-            f"{raw[:200].decode('utf-8', 'replace')!r}."
-        )
-        err.provider = self.provider
-        return err
+    def decoded(self, decode: Callable[[bytes], T], raw: bytes, what: str) -> T:
+        """``decode(raw)``, or a ResponseDecodeError naming the provider and ``what``."""
+        return decoded(decode, raw, self.provider, what)
 
     # -- the shared parts of the Batch -------------------------------------------------------
 
     def info(self, batch_id: str) -> dict[str, Any]:
         return self.store.recall(self.provider, batch_id)[0]
-
-    def asked_cancel(self, batch_id: str) -> None:
-        info = self.info(batch_id)
-        info.setdefault("cancelling_at", int(time.time()))
-        self.store.remember(self.provider, batch_id, info)
 
     def finish_batch(self, batch: Batch, info: Mapping[str, Any]) -> Batch:
         """Fill what the provider left out from what salvo kept: the local input file, the

@@ -35,6 +35,7 @@ __all__ = [
     "internal_error_line",
     "iter_lines",
     "new_request_id",
+    "numbered_lines",
 ]
 
 CHAT = "chat"
@@ -234,3 +235,18 @@ async def iter_lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
                 yield line + b"\n"
     if tail.strip():
         yield tail
+
+
+async def numbered_lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """(line number, line without its newline) of the non-blank lines of a stream of byte
+    pieces; blank lines count in the numbering, as in an editor."""
+    n, tail = 0, b""
+    async for piece in pieces:
+        lines = (tail + piece).split(b"\n")
+        tail = lines.pop()
+        for raw in lines:
+            n += 1
+            if raw.strip():
+                yield n, raw
+    if tail.strip():
+        yield n + 1, tail

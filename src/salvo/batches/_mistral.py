@@ -20,7 +20,7 @@ import msgspec
 
 from .._errors import ConfigError
 from ._check import Checked
-from ._jobs import JobBatches, parse_time
+from ._jobs import JobBatches, ended_at, parse_time
 from ._types import Batch, BatchError, BatchErrors, Page, RequestCounts
 
 __all__ = ["MistralBatches", "to_batch"]
@@ -33,12 +33,6 @@ STATUS = {
     "TIMEOUT_EXCEEDED": "expired",
     "CANCELLATION_REQUESTED": "cancelling",
     "CANCELLED": "cancelled",
-}
-_ENDED_AT = {
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelled": "cancelled_at",
 }
 
 
@@ -94,11 +88,7 @@ def to_batch(job: _Job) -> Batch:
         model=job.model,
         provider="mistral",
     )
-    ended = _ENDED_AT.get(status)
-    if ended is not None:
-        setattr(batch, ended, parse_time(job.completed_at))
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at
+    ended_at(batch, parse_time(job.completed_at))
     return batch
 
 
@@ -139,17 +129,14 @@ class MistralBatches(JobBatches):
         return self.finish_batch(self._job(raw), info)
 
     def _job(self, raw: bytes) -> Batch:
-        try:
-            return to_batch(_DECODE_JOB(raw))
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch job", raw, exc) from None
+        return to_batch(self.decoded(_DECODE_JOB, raw, "batch job"))
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
         raw = await self.rest.call("GET", f"{self.base}/batch/jobs/{batch_id}")
         return self.finish_batch(self._job(raw), self.info(batch_id))
 
     async def cancel_batch(self, batch_id: str) -> Batch:
-        self.asked_cancel(batch_id)
+        self.store.ask_cancel(self.provider, batch_id)
         raw = await self.rest.call("POST", f"{self.base}/batch/jobs/{batch_id}/cancel")
         return self.finish_batch(self._job(raw), self.info(batch_id))
 
@@ -160,10 +147,7 @@ class MistralBatches(JobBatches):
         while len(out) <= limit:
             params = {"page": str(page), "page_size": str(size), "order_by": "-created"}
             raw = await self.rest.call("GET", f"{self.base}/batch/jobs", params=params)
-            try:
-                jobs = _DECODE_JOBS(raw)
-            except msgspec.DecodeError as exc:
-                raise self.decode_error("batch job list", raw, exc) from None
+            jobs = self.decoded(_DECODE_JOBS, raw, "batch job list")
             for job in jobs.data:
                 if found:
                     out.append(self.finish_batch(to_batch(job), self.info(job.id)))

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from .._errors import ConfigError, ResponseDecodeError
+from .._errors import ConfigError
 from ._backends import limits_for
 from ._check import checked_upload
-from ._rest import Rest, StreamedPayload
+from ._rest import Rest, StreamedPayload, decoded
 from ._store import FileSource, LocalStore, read_source, source_name, source_size
 from ._types import Batch, FileDeleted, FileObject, Page
 
@@ -57,15 +57,7 @@ class OpenAIBatches:
         return f"{self.rest.ep.api_base}/{path}"
 
     def _decode(self, decode: Callable[[bytes], T], raw: bytes, what: str) -> T:
-        try:
-            return decode(raw)
-        except msgspec.DecodeError as exc:
-            err = ResponseDecodeError(
-                f"{self.provider} sent a {what} that salvo cannot read ({exc}); it began with "
-                f"{raw[:200].decode('utf-8', 'replace')!r}."
-            )
-            err.provider = self.provider
-            raise err from None
+        return decoded(decode, raw, self.provider, what)
 
     # -- files -------------------------------------------------------------------------------
 

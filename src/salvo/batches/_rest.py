@@ -11,13 +11,13 @@ a thread pool, which salvo does not use).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import payload as aiohttp_payload
 
-from .._errors import ProviderError
+from .._errors import ProviderError, ResponseDecodeError
 from ..providers import HTTPRequest
 from ._store import api_error
 
@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from .._client import Client
     from .._response import Response
 
-__all__ = ["Rest", "StreamedPayload"]
+__all__ = ["Rest", "StreamedPayload", "decoded", "unreadable"]
 
 _ENCODE = msgspec.json.Encoder().encode
+T = TypeVar("T")
 Body = Callable[[], Any]
 
 
@@ -160,3 +161,27 @@ def _with_query(url: str, params: Mapping[str, str] | None) -> str:
     if not params:
         return url
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+def unreadable(
+    provider: str, what: str, raw: bytes, exc: Exception | None = None
+) -> ResponseDecodeError:
+    """The error for an answer of ``provider``'s that salvo cannot read: what it was, why
+    (``exc``, when given) and how it began."""
+    why = "" if exc is None else f" ({exc})"
+    err = ResponseDecodeError(
+        f"{provider} sent a {what} that salvo cannot read{why}; it began with "
+        f"{raw[:200].decode('utf-8', 'replace')!r}."
+    )
+    err.provider = provider
+    return err
+
+
+def decoded(
+    decode: Callable[[bytes], T], raw: bytes, provider: str, what: str, *, why: bool = True
+) -> T:
+    """``decode(raw)``, or :func:`unreadable` (naming msgspec's reason when ``why``)."""
+    try:
+        return decode(raw)
+    except msgspec.DecodeError as exc:
+        raise unreadable(provider, what, raw, exc if why else None) from None

@@ -20,7 +20,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,12 @@ __all__ = [
     "FileSource",
     "LocalStore",
     "api_error",
+    "batch_info",
     "StoreFiles",
     "default_root",
     "new_hex",
     "not_found",
+    "not_ready",
     "paginate",
     "read_source",
     "source_name",
@@ -81,6 +83,33 @@ def not_found(provider: str, what: str, ident: str) -> NotFoundError:
         provider=provider,
         model="",
     )
+
+
+def not_ready(provider: str, batch_id: str, status: str) -> NotFoundError:
+    return NotFoundError(
+        f"{provider}: the results of {batch_id} are not ready (its status is {status!r}); "
+        "wait for the batch to end (await_batch).",
+        status_code=404,
+        provider=provider,
+        model="",
+    )
+
+
+def batch_info(
+    input_file_id: str,
+    endpoint: str,
+    completion_window: str,
+    metadata: Mapping[str, str] | None,
+    **more: Any,
+) -> dict[str, Any]:
+    """What a provider backend keeps of a batch it created (``LocalStore.remember``)."""
+    return {
+        "input_file_id": input_file_id,
+        "endpoint": endpoint,
+        "completion_window": completion_window,
+        "metadata": dict(metadata) if metadata else None,
+        **more,
+    }
 
 
 def api_error(err: ProviderError, method: str, url: str) -> ProviderError:
@@ -274,6 +303,12 @@ class LocalStore:
                 " SET info=excluded.info",
                 (provider, batch_id, _ENCODE(info)),
             )
+
+    def ask_cancel(self, provider: str, batch_id: str) -> None:
+        """Note (once) in the index when a cancel of ``batch_id`` was asked."""
+        info, _ = self.recall(provider, batch_id)
+        if info.get("cancelling_at") is None:
+            self.remember(provider, batch_id, {**info, "cancelling_at": int(time.time())})
 
     def recall(self, provider: str, batch_id: str) -> tuple[dict[str, Any], float | None]:
         with closing(self._index()) as db:

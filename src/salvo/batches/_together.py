@@ -19,18 +19,11 @@ from typing import Any
 import msgspec
 
 from ._check import Checked
-from ._jobs import JobBatches, parse_time
+from ._jobs import JobBatches, ended_at, parse_time
 from ._store import paginate
 from ._types import Batch, BatchError, BatchErrors, Page
 
 __all__ = ["TogetherBatches", "to_batch"]
-
-_ENDED_AT = {
-    "completed": "completed_at",
-    "failed": "failed_at",
-    "expired": "expired_at",
-    "cancelled": "cancelled_at",
-}
 
 
 class _Job(msgspec.Struct):
@@ -75,11 +68,7 @@ def to_batch(job: _Job) -> Batch:
     )
     if job.error:
         batch.errors = BatchErrors(data=[BatchError(code="batch_error", message=str(job.error))])
-    ended = _ENDED_AT.get(status)
-    if ended is not None:
-        setattr(batch, ended, parse_time(job.completed_at))
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at
+    ended_at(batch, parse_time(job.completed_at))
     return batch
 
 
@@ -98,10 +87,7 @@ class TogetherBatches(JobBatches):
             "completion_window": info["completion_window"],
         }
         raw = await self.rest.call("POST", f"{self.base}/batches", json=body)
-        try:
-            created = _DECODE_CREATED(raw)
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch", raw, exc) from None
+        created = self.decoded(_DECODE_CREATED, raw, "batch")
         batch = self.finish_batch(to_batch(created.job), info)
         if created.warning:
             warning = BatchError(code="warning", message=created.warning)
@@ -109,10 +95,7 @@ class TogetherBatches(JobBatches):
         return batch
 
     def _job(self, raw: bytes) -> _Job:
-        try:
-            return _DECODE_JOB(raw)
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch", raw, exc) from None
+        return self.decoded(_DECODE_JOB, raw, "batch")
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
         job = self._job(await self.rest.call("GET", f"{self.base}/batches/{batch_id}"))
@@ -120,16 +103,13 @@ class TogetherBatches(JobBatches):
         return await self.count_results(batch)
 
     async def cancel_batch(self, batch_id: str) -> Batch:
-        self.asked_cancel(batch_id)
+        self.store.ask_cancel(self.provider, batch_id)
         raw = await self.rest.call("POST", f"{self.base}/batches/{batch_id}/cancel")
         return self.finish_batch(to_batch(self._job(raw)), self.info(batch_id))
 
     async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
         raw = await self.rest.call("GET", f"{self.base}/batches")
-        try:
-            jobs = _DECODE_JOBS(raw)
-        except msgspec.DecodeError as exc:
-            raise self.decode_error("batch list", raw, exc) from None
+        jobs = self.decoded(_DECODE_JOBS, raw, "batch list")
         jobs.sort(key=lambda j: parse_time(j.created_at) or 0, reverse=True)
         page: Page[_Job] = paginate(jobs, limit, after)
         data = []

@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
 
-from .._errors import ConfigError, NotFoundError, ResponseDecodeError
+from .._errors import ConfigError
 from ._gcs import Gcs, split_uri
+from ._google_batch import ENDED, count, page_params, result_file, settle, token_page
 from ._google_lines import ended_line, input_ids, joined, log, rfc3339, translate_file
-from ._lines import CHAT, ENDPOINTS
-from ._rest import Rest
-from ._store import LocalStore, StoreFiles
+from ._lines import CHAT, ENDPOINTS, iter_lines
+from ._rest import Rest, decoded
+from ._store import LocalStore, StoreFiles, batch_info, not_ready
 from ._types import TERMINAL_STATUSES, Batch, BatchError, BatchErrors, Page, RequestCounts
 
 __all__ = ["VertexBatches"]
@@ -55,12 +55,6 @@ _STATUS = {
     "CANCELLED": "cancelled",
     "EXPIRED": "expired",
 }
-_ENDED = {
-    "cancelled": ("batch_cancelled", "The request did not run: the batch was cancelled."),
-    "expired": ("batch_expired", "The request did not run before the batch expired."),
-    "failed": ("batch_failed", "The request did not run: the batch failed."),
-}
-_KINDS = {"output": True, "errors": False}
 
 
 class _Stats(msgspec.Struct, rename="camel"):
@@ -102,22 +96,6 @@ class _Line(msgspec.Struct):
 _DECODE_JOB = msgspec.json.Decoder(_Job).decode
 _DECODE_JOBS = msgspec.json.Decoder(_Jobs).decode
 _DECODE_LINE = msgspec.json.Decoder(_Line).decode
-
-
-def _int(value: int | str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-def _unreadable(what: str, raw: bytes) -> ResponseDecodeError:
-    err = ResponseDecodeError(
-        f"vertex_ai sent a {what} that salvo cannot read; it began with "
-        f"{raw[:200].decode('utf-8', 'replace')!r}."
-    )
-    err.provider = "vertex_ai"
-    return err
 
 
 class VertexBatches(StoreFiles):
@@ -189,24 +167,16 @@ class VertexBatches(StoreFiles):
                              "gcsDestination": {"outputUriPrefix": f"gs://{self.bucket}/{root}/output"}},
         }  # fmt: skip
         job = self._decode(await self.rest.call("POST", self.jobs, json=body))
-        info = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-            "metadata": dict(metadata) if metadata else None,
-            "model": model,
-            "count": count,
-        }
+        info = batch_info(
+            input_file_id, endpoint, completion_window, metadata, model=model, count=count
+        )
         self.store.remember("vertex_ai", _id(job.name), info)
         return self._batch(job)
 
     # -- status ------------------------------------------------------------------------------
 
     def _decode(self, raw: bytes) -> _Job:
-        try:
-            return _DECODE_JOB(raw)
-        except msgspec.DecodeError:
-            raise _unreadable("batch prediction job", raw) from None
+        return decoded(_DECODE_JOB, raw, "vertex_ai", "batch prediction job", why=False)
 
     async def _get(self, batch_id: str) -> _Job:
         return self._decode(await self.rest.call("GET", f"{self.jobs}/{_id(batch_id)}"))
@@ -226,60 +196,40 @@ class VertexBatches(StoreFiles):
             created_at=created,
             request_counts=RequestCounts(
                 total=int(info.get("count") or 0),
-                completed=_int(stats.successful_count),
-                failed=_int(stats.failed_count),
+                completed=count(stats.successful_count),
+                failed=count(stats.failed_count),
             ),
             metadata=info.get("metadata"),
             model=info.get("model") or job.model.rsplit("/", 1)[-1] or None,
             provider="vertex_ai",
             cost_usd=cost,
         )
-        if status not in ("validating",):
-            batch.in_progress_at = created
-        batch.cancelling_at = info.get("cancelling_at")
-        if status not in TERMINAL_STATUSES and batch.cancelling_at is not None:
-            status = "cancelling"
-        batch.status = status
-        readable = bool(info.get("input_file_id"))
-        if status == "completed":
-            batch.finalizing_at = batch.completed_at = ended
-            batch.output_file_id = f"{bid}-output"
-            batch.error_file_id = f"{bid}-errors"
-        elif status in _ENDED:
-            setattr(batch, f"{status}_at", ended)
+        status = settle(batch, status, info, created, ended)
+        if status in ENDED:
             if isinstance(job.error, dict) and job.error.get("message"):
                 code = job.error.get("code")
                 why = BatchError(code=None if code is None else str(code),
                                  message=str(job.error["message"]))  # fmt: skip
                 batch.errors = BatchErrors(data=[why])
             has_output = job.output_info is not None and job.output_info.gcs_output_directory
+            readable = bool(info.get("input_file_id"))
             batch.output_file_id = f"{bid}-output" if readable and has_output else None
-            batch.error_file_id = f"{bid}-errors" if readable else None
         return batch
 
     async def retrieve_batch(self, batch_id: str) -> Batch:
         return self._batch(await self._get(batch_id))
 
     async def list_batches(self, *, limit: int, after: str | None) -> Page[Batch]:
-        params = {"pageSize": str(limit)}
-        if after is not None:
-            params["pageToken"] = after
+        params = page_params(limit, after)
         raw = await self.rest.call("GET", self.jobs, params=params)
-        try:
-            page = _DECODE_JOBS(raw)
-        except msgspec.DecodeError:
-            raise _unreadable("batch prediction job list", raw) from None
+        page = decoded(_DECODE_JOBS, raw, "vertex_ai", "batch prediction job list", why=False)
         data = [self._batch(job) for job in page.batch_prediction_jobs]
-        token = page.next_page_token or None
-        return Page(data=data, has_more=token is not None,
-                    first_id=data[0].id if data else None, last_id=token)  # fmt: skip
+        return token_page(data, page.next_page_token)
 
     async def cancel_batch(self, batch_id: str) -> Batch:
         bid = _id(batch_id)
         await self.rest.call("POST", f"{self.jobs}/{bid}:cancel")
-        info, _ = self.store.recall("vertex_ai", bid)
-        if info.get("cancelling_at") is None:
-            self.store.remember("vertex_ai", bid, {**info, "cancelling_at": int(time.time())})
+        self.store.ask_cancel("vertex_ai", bid)
         return await self.retrieve_batch(bid)
 
     # -- results -----------------------------------------------------------------------------
@@ -292,45 +242,30 @@ class VertexBatches(StoreFiles):
         for name in await self.gcs.list(bucket, prefix):
             if not name.endswith(".jsonl"):
                 continue
-            tail = b""
-            async for piece in self.gcs.download(bucket, name):
-                lines = (tail + piece).split(b"\n")
-                tail = lines.pop()
-                for raw in filter(bytes.strip, lines):
-                    one = _result(raw, ids)
-                    if one is not None:
-                        yield one
-            if tail.strip():
-                one = _result(tail, ids)
+            async for raw in iter_lines(self.gcs.download(bucket, name)):
+                one = _result(raw, ids)
                 if one is not None:
                     yield one
 
     async def content(self, file_id: str) -> AsyncIterator[bytes]:
-        bid, _, kind = file_id.rpartition("-")
-        info, _ = self.store.recall("vertex_ai", bid) if bid else ({}, None)
-        if kind not in _KINDS or not info.get("input_file_id"):
+        found = result_file(self.store, "vertex_ai", file_id)
+        if found is None:
             async for piece in self.store.iter_file(file_id, "vertex_ai"):
                 yield piece
             return
+        bid, info, want = found
         job = await self._get(bid)
         batch = self._batch(job)
         if batch.status not in TERMINAL_STATUSES:
-            raise NotFoundError(
-                f"vertex_ai: the results of {bid} are not ready (its status is "
-                f"{batch.status!r}); wait for the batch to end (await_batch).",
-                status_code=404,
-                provider="vertex_ai",
-                model="",
-            )
+            raise not_ready("vertex_ai", bid, batch.status)
         ids = [c async for c in input_ids(self.store, info["input_file_id"], "vertex_ai")]
         missing = None
-        if batch.status in _ENDED:
-            code, message = _ENDED[batch.status]
+        if batch.status in ENDED:
+            code, message = ENDED[batch.status]
 
             def missing(custom_id: str) -> bytes:
                 return ended_line(custom_id, code, message)
 
-        want = _KINDS[kind]
         results = self._results(job, ids)
         model = batch.model or ""
         async for ok, line in joined(
@@ -349,7 +284,7 @@ def _result(raw: bytes, ids: list[str]) -> tuple[Any, bool, Any] | None:
         line = _DECODE_LINE(raw)
     except msgspec.DecodeError:
         log.warning("vertex_ai: a prediction line is not JSON (%d bytes); its request gets "
-                    "an error line", len(raw))  # fmt: skip
+                    "an error line", len(raw.rstrip(b"\n")))  # fmt: skip
         return None
     labels = (line.request.labels if line.request else None) or {}
     pos = labels.get("salvo_line", "")

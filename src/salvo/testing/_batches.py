@@ -212,11 +212,7 @@ class BatchStore:
 def batches_of(owner: Any) -> BatchStore:
     """The BatchStore of a FakeProvider (or of its FakeState)."""
     state: FakeState = getattr(owner, "state", owner)
-    store = state.ext.get("batches")
-    if not isinstance(store, BatchStore):
-        store = state.ext["batches"] = BatchStore(state)
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("batches", BatchStore, BatchStore)
 
 
 def _anthropic_result(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 from aiohttp import BodyPartReader, web
@@ -87,11 +87,7 @@ class FileStore:
 
 
 def files_of(state: FakeState) -> FileStore:
-    store = state.ext.get("files")
-    if not isinstance(store, FileStore):
-        store = state.ext["files"] = FileStore()
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("files", FileStore, lambda _: FileStore())
 
 
 async def fail(
@@ -254,6 +250,37 @@ def _files_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Stre
     return wrapped
 
 
+async def read_upload(request: web.Request) -> tuple[str | None, bytes | None, str | None]:
+    """(purpose, content, filename) of a multipart upload."""
+    purpose, content, filename = None, None, None
+    if not request.content_type.startswith("multipart/"):
+        return None, None, None
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "purpose":
+            purpose = (await part.read()).decode()
+        elif part.name == "file":
+            filename = part.filename
+            content = bytes(await part.read())
+    return purpose, content, filename
+
+
+class _Failing(Protocol):
+    fail_uploads: int
+
+
+async def scripted_upload_failure(request: web.Request, store: _Failing) -> bool:
+    """True, the upload's body read and dropped, while ``store.fail_uploads`` counts down (the
+    caller answers 500)."""
+    if store.fail_uploads <= 0:
+        return False
+    store.fail_uploads -= 1
+    await request.read()
+    return True
+
+
 async def _find(ex: Exchange, files: FileStore, file_id: str) -> FakeFile | web.StreamResponse:
     f = files.files.get(file_id)
     if f is None:
@@ -265,20 +292,9 @@ async def _find(ex: Exchange, files: FileStore, file_id: str) -> FakeFile | web.
 async def upload(request: web.Request, ex: Exchange, files: FileStore) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         return await fail(ex, 400, "Uploads must be multipart/form-data.")
-    if files.fail_uploads > 0:
-        files.fail_uploads -= 1
-        await request.read()
+    if await scripted_upload_failure(request, files):
         return await fail(ex, 500, "The server had an error (scripted by the fake).")
-    purpose, content, filename = None, None, None
-    reader = await request.multipart()
-    async for part in reader:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "purpose":
-            purpose = (await part.read()).decode()
-        elif part.name == "file":
-            filename = part.filename
-            content = bytes(await part.read())
+    purpose, content, filename = await read_upload(request)
     if content is None or not filename:
         return await fail(
             ex, 400, "Missing required parameter: 'file' (with a filename).", param="file"

@@ -144,11 +144,7 @@ class GcsStore:
 def gcs_of(owner: Any) -> GcsStore:
     """The GcsStore of a FakeProvider (or of its FakeState)."""
     state: FakeState = getattr(owner, "state", owner)
-    store = state.ext.get("gcs")
-    if not isinstance(store, GcsStore):
-        store = state.ext["gcs"] = GcsStore()
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("gcs", GcsStore, lambda _: GcsStore())
 
 
 _REASONS = {400: "invalid", 401: "authError", 404: "notFound", 412: "conditionNotMet"}

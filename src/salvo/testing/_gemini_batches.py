@@ -191,11 +191,7 @@ class GeminiBatches:
 
 def gemini_batches_of(owner: Any) -> GeminiBatches:
     state: FakeState = getattr(owner, "state", owner)
-    store = state.ext.get("gemini_batches")
-    if not isinstance(store, GeminiBatches):
-        store = state.ext["gemini_batches"] = GeminiBatches(state)
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("gemini_batches", GeminiBatches, GeminiBatches)
 
 
 def _file_items(data: bytes) -> list[tuple[Any, Any]] | str:

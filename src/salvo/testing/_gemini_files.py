@@ -113,11 +113,7 @@ class GeminiFiles:
 
 def gemini_files_of(owner: Any) -> GeminiFiles:
     state: FakeState = getattr(owner, "state", owner)
-    store = state.ext.get("gemini_files")
-    if not isinstance(store, GeminiFiles):
-        store = state.ext["gemini_files"] = GeminiFiles()
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("gemini_files", GeminiFiles, lambda _: GeminiFiles())
 
 
 def base_of(request: web.Request) -> str:

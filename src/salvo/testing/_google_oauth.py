@@ -86,11 +86,7 @@ class GoogleAuth:
 def google_auth_of(owner: Any) -> GoogleAuth:
     """The GoogleAuth of a FakeProvider (or of its FakeState)."""
     state: FakeState = getattr(owner, "state", owner)
-    auth = state.ext.get("google_auth")
-    if not isinstance(auth, GoogleAuth):
-        auth = state.ext["google_auth"] = GoogleAuth()
-        state.reset_hooks.append(auth.clear)
-    return auth
+    return state.ext_store("google_auth", GoogleAuth, lambda _: GoogleAuth())
 
 
 def _b64url(text: str) -> bytes:

@@ -25,17 +25,18 @@ import itertools
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from ._faults import encode
 from ._files import openai_line, shim_exchange
-from ._state import STATE_KEY, FakeState
+from ._state import STATE_KEY, Exchange, FakeState
 
-__all__ = ["FakeJob", "JobFile", "JobStore", "control", "install", "jobs_of", "read_upload"]
+__all__ = ["FakeJob", "JobFile", "JobStore", "begin", "control", "install", "jobs_of"]
 
 _DECODE = msgspec.json.Decoder()
 _seq = itertools.count(1)
@@ -93,6 +94,11 @@ class JobStore:
         self.auto_advance = self.fail_uploads = 0
         self.broken_results = False
         self.hold = None
+
+    def cancel(self, job: FakeJob) -> None:
+        """A cancel asked: a queued or running job is cancelling until the clock moves on."""
+        if job.status in ("queued", "running"):
+            job.status, job.cancel_asked = "cancelling", True
 
     async def held(self) -> None:
         if self.hold is not None:
@@ -179,29 +185,24 @@ class JobStore:
 def jobs_of(owner: Any, provider: str) -> JobStore:
     """The JobStore of ``provider`` (``"mistral"``, ``"together"``) of a FakeProvider."""
     state: FakeState = getattr(owner, "state", owner)
-    key = f"jobs:{provider}"
-    store = state.ext.get(key)
-    if not isinstance(store, JobStore):
-        store = state.ext[key] = JobStore(state, provider)
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store(f"jobs:{provider}", JobStore, lambda s: JobStore(s, provider))
 
 
-async def read_upload(request: web.Request) -> tuple[str | None, bytes | None, str | None]:
-    """(purpose, content, filename) of a multipart upload."""
-    purpose, content, filename = None, None, None
-    if not request.content_type.startswith("multipart/"):
-        return None, None, None
-    reader = await request.multipart()
-    async for part in reader:
-        if not isinstance(part, BodyPartReader):
-            continue
-        if part.name == "purpose":
-            purpose = (await part.read()).decode()
-        elif part.name == "file":
-            filename = part.filename
-            content = bytes(await part.read())
-    return purpose, content, filename
+Fail = Callable[[Exchange, int, str], Awaitable[web.StreamResponse]]
+
+
+async def begin(
+    request: web.Request, provider: str, fail: Fail, unauthorized: str
+) -> tuple[Exchange, JobStore, web.StreamResponse | None]:
+    """Record a files/jobs request of ``provider`` and check its bearer token; the third item
+    is the 401 sent (``fail(ex, 401, unauthorized)``) when there is none."""
+    state = request.app[STATE_KEY]
+    ex = state.begin(request, provider=provider, model="", stream=False, body=None)
+    store = jobs_of(state, provider)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return ex, store, await fail(ex, 401, unauthorized)
+    return ex, store, None
 
 
 async def control(request: web.Request) -> web.Response:

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from ._faults import encode, send_json
-from ._jobs import FakeJob, JobFile, JobStore, jobs_of, read_upload
+from ._files import read_upload, scripted_upload_failure
+from ._jobs import FakeJob, JobFile, JobStore, begin, jobs_of
 from ._state import STATE_KEY, Exchange, read_json, route
 
 __all__ = ["PREFIX", "install", "job_object"]
@@ -76,13 +77,7 @@ async def _reply(
 
 
 async def _begin(request: web.Request) -> tuple[Exchange, JobStore, web.StreamResponse | None]:
-    state = request.app[STATE_KEY]
-    ex = state.begin(request, provider="mistral", model="", stream=False, body=None)
-    store = jobs_of(state, "mistral")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return ex, store, await _fail(ex, 401, "Unauthorized")
-    return ex, store, None
+    return await begin(request, "mistral", _fail, "Unauthorized")
 
 
 def _paged(request: web.Request, items: list[dict[str, Any]]) -> dict[str, Any] | str:
@@ -105,9 +100,7 @@ async def files(request: web.Request) -> web.StreamResponse:
     file_id = request.match_info.get("file_id")
     if file_id is None:
         if request.method == "POST":
-            if store.fail_uploads > 0:
-                store.fail_uploads -= 1
-                await request.read()
+            if await scripted_upload_failure(request, store):
                 return await _fail(ex, 500, "Internal server error (scripted by the fake).")
             purpose, content, filename = await read_upload(request)
             await store.held()
@@ -153,8 +146,7 @@ async def jobs(request: web.Request) -> web.StreamResponse:
     if job is None:
         return await _fail(ex, 404, f"Batch job {job_id} not found.")
     if request.path.endswith("/cancel"):
-        if job.status in ("queued", "running"):
-            job.status, job.cancel_asked = "cancelling", True
+        store.cancel(job)
     elif request.method == "DELETE":
         del store.jobs[job_id]
         return await _reply(ex, {"id": job_id, "object": "batch", "deleted": True})

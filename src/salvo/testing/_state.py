@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -44,6 +44,13 @@ __all__ = [
 BEHAVIOR_HEADER = "x-fake-behavior"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DECODE_JSON = msgspec.json.Decoder()
+
+
+class _Clearable(Protocol):
+    def clear(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Clearable)
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -151,6 +158,15 @@ class FakeState:
         self.default = Behavior()
         for hook in self.reset_hooks:
             hook()
+
+    def ext_store(self, key: str, kind: type[S], make: Callable[[FakeState], S]) -> S:
+        """The ``kind`` kept at ``ext[key]``, made by ``make(self)`` on first use and cleared
+        (its ``clear``) by :meth:`reset`."""
+        store = self.ext.get(key)
+        if not isinstance(store, kind):
+            store = self.ext[key] = make(self)
+            self.reset_hooks.append(store.clear)
+        return store
 
     # -- exchanges and records ------------------------------------------------------------------
 

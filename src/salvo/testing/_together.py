@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from . import _batches, _files
-from ._jobs import FakeJob, JobFile, JobStore, jobs_of, read_upload
+from ._files import read_upload, scripted_upload_failure
+from ._jobs import FakeJob, JobFile, JobStore, begin, jobs_of
 from ._state import STATE_KEY, Exchange, read_json, route
 
 __all__ = ["GROQ_PREFIX", "PREFIX", "install", "job_object"]
@@ -66,13 +67,7 @@ async def _fail(ex: Exchange, status: int, message: str) -> web.StreamResponse:
 
 
 async def _begin(request: web.Request) -> tuple[Exchange, JobStore, web.StreamResponse | None]:
-    state = request.app[STATE_KEY]
-    ex = state.begin(request, provider="together", model="", stream=False, body=None)
-    store = jobs_of(state, "together")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return ex, store, await _fail(ex, 401, "Invalid API key provided.")
-    return ex, store, None
+    return await begin(request, "together", _fail, "Invalid API key provided.")
 
 
 @route
@@ -83,9 +78,7 @@ async def files(request: web.Request) -> web.StreamResponse:
     file_id = request.match_info.get("file_id")
     if file_id is None:
         if request.method == "POST":
-            if store.fail_uploads > 0:
-                store.fail_uploads -= 1
-                await request.read()
+            if await scripted_upload_failure(request, store):
                 return await _fail(ex, 500, "Internal server error (scripted by the fake).")
             purpose, content, filename = await read_upload(request)
             await store.held()
@@ -124,8 +117,7 @@ async def batches(request: web.Request) -> web.StreamResponse:
     if job is None:
         return await _fail(ex, 404, f"Batch {job_id} not found.")
     if request.path.endswith("/cancel"):
-        if job.status in ("queued", "running"):
-            job.status, job.cancel_asked = "cancelling", True
+        store.cancel(job)
     else:
         store.advance(store.auto_advance, job.id)
     return await _files.reply(ex, job_object(job, store))

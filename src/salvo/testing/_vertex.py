@@ -165,11 +165,7 @@ class VertexJobs:
 
 def vertex_jobs_of(owner: Any) -> VertexJobs:
     state: FakeState = getattr(owner, "state", owner)
-    store = state.ext.get("vertex_jobs")
-    if not isinstance(store, VertexJobs):
-        store = state.ext["vertex_jobs"] = VertexJobs(state)
-        state.reset_hooks.append(store.clear)
-    return store
+    return state.ext_store("vertex_jobs", VertexJobs, VertexJobs)
 
 
 @route

@@ -9,7 +9,11 @@ in a scratch copy of the repository, so nothing here touches the working tree.
     python tools/mutate.py --sample 0 --module src/salvo/_limits.py   # all of one module
 
 Survivors are printed with their diffs: each is a test to write, or a mutant that changes
-nothing observable (an equivalent mutant), which only a reader can tell.
+nothing observable (an equivalent mutant), which only a reader can tell. The equivalent ones a
+reader has found are listed in ``tools/mutants_equivalent.toml`` (name, the mutated line, why);
+they are still run, but left out of the score's denominator. An entry whose line no longer
+matches the mutant of that name (the code moved and mutmut renumbered) is ignored with a
+warning, and one that a test kills is counted killed: the list can never hide a survivor.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import tokenize
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,13 +47,19 @@ MODULES: dict[str, list[str]] = {
         "tests/test_faults.py",
         "tests/test_proxy_passthrough.py",
     ],
-    "src/salvo/_limits.py": ["tests/test_limits.py", "tests/test_limits_accounting.py"],
+    "src/salvo/_limits.py": [
+        "tests/test_limits.py",
+        "tests/test_limits_accounting.py",
+        "tests/test_limits_edges.py",
+    ],
     "src/salvo/_retry.py": [
         "tests/test_retry.py",
         "tests/test_faults.py",
         "tests/test_redaction.py",
         "tests/test_errors_in_detail.py",
         "tests/test_limits_accounting.py",
+        "tests/test_limits.py",  # a response's usage reaching the token limiter
+        "tests/test_retry_policy_edges.py",
     ],
     "src/salvo/_stream.py": [
         "tests/test_core_e2e.py",
@@ -78,6 +89,7 @@ MODULES: dict[str, list[str]] = {
     ],
 }
 
+EQUIVALENT = ROOT / "tools" / "mutants_equivalent.toml"
 _COPY = ("src", "tests", "pyproject.toml")
 _STATUS = re.compile(r"^\s*(\S+): (.+)$")
 
@@ -139,7 +151,47 @@ def string_only(diff: str) -> bool:
     return bool(minus) and _code_only(minus) == _code_only(plus)
 
 
-def run_module(module: str, tests: list[str], sample: int, seed: int) -> tuple[int, int, list[str]]:
+def _added_lines(diff: str) -> list[str]:
+    return [
+        x[1:].strip() for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++")
+    ]
+
+
+def load_equivalent(path: Path = EQUIVALENT) -> dict[str, dict[str, str]]:
+    """name -> {"line": the mutated line, "why": the reason it changes nothing observable}."""
+    if not path.exists():
+        return {}
+    with open(path, "rb") as f:
+        table = tomllib.load(f)
+    for name, entry in table.items():
+        if not (isinstance(entry.get("line"), str) and isinstance(entry.get("why"), str)):
+            raise SystemExit(f"{path}: [{name!r}] needs a line and a why")
+    return table
+
+
+class Outcome:
+    """One module's run: how many killed, which survived, which are listed as equivalent."""
+
+    def __init__(self) -> None:
+        self.killed = 0
+        self.ran = 0
+        self.equivalent: list[tuple[str, str]] = []  # (name, why), survived and listed
+        self.survivors: list[str] = []  # status + diff, for --show-survivors
+        self.warnings: list[str] = []
+
+    @property
+    def score(self) -> float:
+        scored = self.ran - len(self.equivalent)
+        return 100.0 * self.killed / scored if scored else 0.0
+
+
+def run_module(
+    module: str,
+    tests: list[str],
+    sample: int,
+    seed: int,
+    equivalent: dict[str, dict[str, str]] | None = None,
+) -> Outcome:
     work = _scratch(module, tests)
     try:
         # Make the mutants (and mutmut's stats) without running any: a name that matches none.
@@ -160,9 +212,25 @@ def run_module(module: str, tests: list[str], sample: int, seed: int) -> tuple[i
         for i in range(0, len(chosen), 50):
             _mutmut(work, "run", *chosen[i : i + 50])
         status = _results(work)
-        killed = [n for n in chosen if status.get(n) in ("killed", "timeout", "segfault")]
-        survived = [n for n in chosen if n not in killed]
-        return len(killed), len(chosen), [f"{status.get(n)}\n{_diff(work, n)}" for n in survived]
+        out = Outcome()
+        out.ran = len(chosen)
+        for name in chosen:
+            if status.get(name) in ("killed", "timeout", "segfault"):
+                out.killed += 1
+                if name in (equivalent or {}):
+                    out.warnings.append(f"{name} is listed as equivalent but a test kills it")
+                continue
+            diff = _diff(work, name)
+            entry = (equivalent or {}).get(name)
+            if entry is not None:
+                if entry["line"].strip() in _added_lines(diff):
+                    out.equivalent.append((name, entry["why"]))
+                    continue
+                out.warnings.append(
+                    f"{name}: the listed line no longer matches; counted as a survivor"
+                )
+            out.survivors.append(f"{status.get(name)}\n{diff}")
+        return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -173,19 +241,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--module", action="append", help="only these modules (repeatable)")
     ap.add_argument("--show-survivors", action="store_true")
+    ap.add_argument(
+        "--equivalent",
+        type=Path,
+        default=EQUIVALENT,
+        help="TOML list of equivalent mutants (name, line, why); default: %(default)s",
+    )
     args = ap.parse_args(argv)
     modules = args.module or list(MODULES)
+    equivalent = load_equivalent(args.equivalent)
     rows = []
     for module in modules:
-        killed, ran, survivors = run_module(module, MODULES[module], args.sample, args.seed)
-        rows.append((module, killed, ran))
+        out = run_module(module, MODULES[module], args.sample, args.seed, equivalent)
+        rows.append((module, out))
+        for w in out.warnings:
+            print(f"warning: {w}")
+        for name, why in out.equivalent:
+            print(f"equivalent: {name}: {why}")
         if args.show_survivors:
-            for s in survivors:
+            for s in out.survivors:
                 print(s)
-    print("\nmodule                              killed / run   score")
-    for module, killed, ran in rows:
-        score = 100.0 * killed / ran if ran else 0.0
-        print(f"{module:<36}{killed:>6} / {ran:<5}  {score:5.1f} %")
+    print("\nmodule                              killed / run   equivalent   score")
+    for module, out in rows:
+        print(
+            f"{module:<36}{out.killed:>6} / {out.ran:<5}  {len(out.equivalent):>10}   "
+            f"{out.score:5.1f} %"
+        )
+    print("score: killed / (run - equivalent)")
     return 0
 
 

@@ -90,7 +90,7 @@ MODULES: dict[str, list[str]] = {
 }
 
 EQUIVALENT = ROOT / "tools" / "mutants_equivalent.toml"
-_COPY = ("src", "tests", "pyproject.toml")
+_COPY = ("src", "tests", "pyproject.toml", "README.md")  # a test checks the README's table
 _STATUS = re.compile(r"^\s*(\S+): (.+)$")
 
 
@@ -114,6 +114,7 @@ def _scratch(module: str, tests: list[str]) -> Path:
         f.write(
             "\n[tool.mutmut]\n"
             'source_paths = ["src/"]\n'
+            'also_copy = ["README.md"]\n'
             f'only_mutate = ["{module}"]\n'
             f"pytest_add_cli_args_test_selection = [{selection}]\n"
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
@@ -195,7 +196,10 @@ def run_module(
     work = _scratch(module, tests)
     try:
         # Make the mutants (and mutmut's stats) without running any: a name that matches none.
-        _mutmut(work, "run", "__none__")
+        made = _mutmut(work, "run", "__none__")
+        if "failed to collect stats" in made.stdout + made.stderr:
+            # the tests fail without any mutant: every mutant would be "not checked"
+            raise SystemExit(f"{module}: the tests fail unmutated:\n{made.stdout[-4000:]}")
         names = sorted(_results(work))
         random.Random(seed).shuffle(names)
         chosen: list[str] = []

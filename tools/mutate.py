@@ -73,6 +73,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_fanout_contract.py",
         "tests/test_core_e2e.py",
         "tests/test_budget.py",
+        "tests/test_fanout_edges.py",
     ],
     "src/salvo/_race.py": [
         "tests/test_fanout_contract.py",

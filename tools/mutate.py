@@ -40,6 +40,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_seam_limits.py",
         "tests/test_faults.py",
         "tests/test_core_e2e.py",
+        "tests/test_call_edges.py",
     ],
     "src/salvo/_response.py": [
         "tests/test_seam.py",

@@ -47,6 +47,8 @@ MODULES: dict[str, list[str]] = {
         "tests/test_seam_limits.py",
         "tests/test_faults.py",
         "tests/test_proxy_passthrough.py",
+        "tests/test_call_edges.py",
+        "tests/test_response_stream_edges.py",
     ],
     "src/salvo/_limits.py": [
         "tests/test_limits.py",

@@ -70,6 +70,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_hot_path.py",
         "tests/test_errors_in_detail.py",
         "tests/test_limits_accounting.py",
+        "tests/test_stream_collect_edges.py",
     ],
     # fan-out: batch and gather, the race engine (full, hedged, first-k), shielded cleanup
     "src/salvo/_fanout.py": [

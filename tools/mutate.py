@@ -97,6 +97,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_batch_engine_totals.py",
         "tests/test_batch_budget.py",
         "tests/test_harden_deep_json.py",
+        "tests/test_batch_engine_edges.py",
     ],
 }
 

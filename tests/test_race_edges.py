@@ -17,6 +17,7 @@ import pytest
 import salvo
 from _virtual_clock import with_sockets
 from salvo._latency import window_key
+from salvo._pricing import reset_prices
 from salvo.testing import Behavior, FakeProvider
 
 MSGS = [{"role": "user", "content": "Say hi"}]
@@ -99,3 +100,45 @@ async def test_a_hedge_closed_unanswered_is_a_sample_even_after_a_winner(
     assert latency.samples(window_key(client.options("b", {}).dep, False)) == 1
     # c was the last: no hedge was timed from it, so it is no sample
     assert latency.samples(window_key(client.options("c", {}).dep, False)) == 0
+
+
+async def test_a_hedge_closed_unanswered_in_first_k_feeds_the_plain_window(
+    fake: FakeProvider, client: salvo.Client
+) -> None:
+    fake.script("a", Behavior(latency=1.0, text="a"))
+    fake.script("b", Behavior(latency=10.0))
+    fake.script("c", Behavior(latency=10.0))
+    (resp,) = await client.afirst_k(["a", "b", "c"], MSGS, k=1, hedge=0.3)
+    assert resp.content == "a"
+    # a first-k is never streamed: b's lower bound goes to its window of whole answers
+    key = window_key(client.options("b", {}).dep, False)
+    assert client.hedging.latency.samples(key) == 1
+
+
+async def test_first_k_keeps_its_cost_limit(fake: FakeProvider, client: salvo.Client) -> None:
+    for n in ("a", "b"):
+        salvo.set_price("openai", n, input_per_m=1000.0, output_per_m=1000.0)
+    try:
+        with pytest.raises(salvo.AllModelsFailedError) as info:
+            await client.afirst_k(["a", "b"], MSGS, k=2, max_tokens=10, max_cost_usd=1e-6)
+    finally:
+        reset_prices()
+    assert all(isinstance(e, salvo.BudgetExceededError) for e in info.value.exceptions)
+    assert fake.records == []
+
+
+async def test_a_streamed_winners_duration_runs_from_its_start_to_its_close(
+    fake: FakeProvider, client: salvo.Client
+) -> None:
+    fake.script("a", Behavior(first_chunk_delay=1.0, chunks=3, chunk_interval=0.5))
+    fake.script("b", Behavior(first_chunk_delay=10.0))
+    stream = await client.arace(["a", "b"], MSGS, stream=True)
+    async with stream:
+        async for _ in stream:
+            pass
+    assert stream.race is not None
+    won = stream.race.contenders[0]
+    assert won.outcome == "won" and won.duration_s is not None
+    # from the request (0 s), not from the first chunk (1 s): the fake's events after the first
+    # come 0.5 s apart (the chunks, the finish and the terminator), 3.5 s on the virtual clock
+    assert won.duration_s == pytest.approx(3.5, abs=0.01)

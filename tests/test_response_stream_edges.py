@@ -15,6 +15,7 @@ import gc
 import threading
 import warnings
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -92,7 +93,10 @@ async def test_the_unclosed_warning_points_at_the_line_that_dropped_the_stream(
             warnings.simplefilter("always")
             del stream  # the last reference: the stream is finalized on this line
         (w,) = [w for w in caught if issubclass(w.category, ResourceWarning)]
-        assert w.filename == __file__  # the user's line, not salvo's
+        # the user's line, not salvo's (mutmut's trampoline, when present, is one frame more)
+        assert not w.filename.startswith(str(Path(salvo.__file__).parent))
+        if "mutmut" not in w.filename:
+            assert w.filename == __file__
         assert isinstance(w.source, salvo.ResponseStream)  # tracemalloc can say where it was made
         del w, caught
         gc.collect()

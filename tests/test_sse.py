@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from salvo import StreamError
 from salvo._http import SSEDecoder, SSEEvent
 
 
@@ -87,3 +88,16 @@ def test_long_line_split_across_many_reads() -> None:
     for i in range(0, len(stream), 997):
         out.extend(d.feed(stream[i : i + 997]))
     assert out == [SSEEvent(None, payload)]
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b"data: " + b"x" * 100 + b"\n\n",  # one whole event in one read
+        b"data: a\n\ndata: " + b"x" * 100 + b"\n\ndata: b",  # whole events, then a tail
+    ],
+)
+def test_an_event_over_the_cap_is_refused_however_it_arrives(chunk: bytes) -> None:
+    with pytest.raises(StreamError, match="max_event_bytes"):
+        SSEDecoder(max_event_bytes=64).feed(chunk)
+    assert SSEDecoder(max_event_bytes=100).feed(b"data: " + b"x" * 100 + b"\n\n")

@@ -78,6 +78,8 @@ class SSEDecoder:
         ):
             data = chunk[6:-2]
             if b"\n" not in data:  # one whole event in one read: a token of a live stream
+                if len(data) > self._max:
+                    raise self._too_big()
                 self._tail = b""
                 return [_new_event(SSEEvent, (None, data))]
         out: list[SSEEvent] = []
@@ -93,6 +95,8 @@ class SSEDecoder:
                     and not self._has_data
                     and self._event is None
                 ):
+                    if len(block) > self._max:
+                        raise self._too_big()
                     out.append(_new_event(SSEEvent, (None, block[6:])))
                     continue
                 for line in block.split(b"\n"):

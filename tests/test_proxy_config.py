@@ -224,3 +224,13 @@ async def test_salvo_serve_starts_serves_and_stops_on_sigterm(tmp_path: Path, wo
                         body = await resp.json()
                         assert body["choices"][0]["message"]["content"] == "served"
         assert served.proc.returncode == 0, served.err.decode()
+
+
+def test_a_provider_parameter_that_is_not_json_is_refused_when_the_config_loads() -> None:
+    import salvo
+
+    entry = {"model_name": "m", "params": {"model": "openai/gpt-4o-mini", "temperature": object()}}
+    with pytest.raises(
+        salvo.ConfigError, match="'temperature' of 'm' \\(object\\) can not go into a JSON"
+    ):
+        salvo.Client(config={"model_list": [entry]})

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ._compat import ENTRY_KEYS, strict_entries_seen
 from ._errors import ConfigError
 
@@ -106,6 +108,15 @@ class ModelEntry:
             for k, v in self.params.items()
             if k not in DEPLOYMENT_KEYS
         }
+
+
+def _json_value(value: Any) -> bool:
+    """True when ``value`` can go into a request body (what msgspec encodes as JSON)."""
+    try:
+        msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError, RecursionError):
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -203,6 +214,12 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config | No
             raise ConfigError(f"{at}: 'batch' of {name!r} must be 'native' or 'local'.")
         if params.get("drop_params") is False:
             strict_entries_seen()
+        for key, value in params.items():
+            if key not in DEPLOYMENT_KEYS and not _json_value(value):
+                raise ConfigError(
+                    f"{at}: parameter {key!r} of {name!r} ({type(value).__name__}) can not go into"
+                    " a JSON request body; use a string, number, boolean, list or mapping."
+                )
         if "mock_response" in params:
             raise ConfigError(
                 f"{at}: 'mock_response' in the entry of {name!r} is LiteLLM's; salvo takes it "

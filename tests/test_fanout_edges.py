@@ -9,7 +9,9 @@ issue 11).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -34,17 +36,27 @@ async def test_a_batch_of_something_else_than_a_list_is_refused(fake: FakeProvid
     assert fake.records == []
 
 
-async def test_gather_closes_the_others_when_one_fails_unexpectedly(fake: FakeProvider) -> None:
+async def test_gather_closes_the_others_when_one_fails_unexpectedly(
+    fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake.script("b", Behavior(latency=30.0))
     base = {"api_base": fake.openai_base, "api_key": "k"}
     config = {
         "model_list": [
-            # a parameter no JSON encoder takes: a TypeError, not a SalvoError, from a's call
-            {"model_name": "a", "params": {"model": "openai/a", "temperature": object(), **base}},
+            {"model_name": "a", "params": {"model": "openai/a", **base}},
             {"model_name": "b", "params": {"model": "openai/b", **base}},
         ]
     }
     async with salvo.Client(config=config) as client:
+        real = client.complete_with
+
+        async def buggy(route: Any, messages: Any, params: Any, **kw: Any) -> Any:
+            if route.dep.name == "a":  # a bug (not a SalvoError) in a's call, once b is out
+                await asyncio.sleep(0.05)
+                raise TypeError("a bug in salvo")
+            return await real(route, messages, params, **kw)
+
+        monkeypatch.setattr(client, "complete_with", buggy)
         with pytest.raises(TypeError):
             await client.agather_all(["b", "a"], MSGS)  # b holds its limiter slot first
         # b's call has ended (its limiter slot given back) before the error reached us

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -101,7 +102,7 @@ def _error(value: Any) -> BatchError:
     return BatchError(code="error", message=str(value))
 
 
-class JobBatches(StoreFiles):
+class JobBatches(StoreFiles, ABC):
     """Subclasses set ``purpose`` and ``keep_model``, and write the job calls and
     ``to_batch``; see the module docstring."""
 
@@ -130,10 +131,11 @@ class JobBatches(StoreFiles):
 
     # -- to write per provider ---------------------------------------------------------------
 
+    @abstractmethod
     async def create_job(
         self, remote_file: str, endpoint: str, checked: Checked, info: dict[str, Any]
     ) -> Batch:
-        raise NotImplementedError
+        """Create the provider's job for an uploaded, checked file (each provider's own)."""
 
     # -- files -------------------------------------------------------------------------------
 
